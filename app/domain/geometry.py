@@ -1,0 +1,113 @@
+"""Geometry and area, computed in one place.
+
+Every area in the service comes from :func:`geodesic_area_km2`: the geodesic area on the WGS84
+ellipsoid (pyproj's ``Geod``, i.e. GeographicLib), never planar degrees nor Web Mercator. The
+databases only store what is computed here, so SQLite and PostGIS give identical numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import shapely
+from pyproj import Geod
+from shapely.geometry import MultiPolygon, Polygon, mapping, shape
+from shapely.geometry.base import BaseGeometry
+
+WGS84 = Geod(ellps="WGS84")
+M2_PER_KM2 = 1_000_000.0
+# A clipped piece smaller than this (one hectare) is a sliver of where two generalised
+# boundaries or rounded coordinates disagree, not ground anyone claims: it is not kept.
+MIN_PIECE_KM2 = 0.01
+
+
+def geodesic_area_km2(geometry: BaseGeometry | None) -> float:
+    """Geodesic area in km² of a (Multi)Polygon with lon/lat coordinates on WGS84.
+
+    Holes are subtracted. The result does not depend on ring orientation.
+    """
+    if geometry is None or geometry.is_empty:
+        return 0.0
+    area_m2, _perimeter = WGS84.geometry_area_perimeter(shapely.orient_polygons(geometry))
+    return abs(float(area_m2)) / M2_PER_KM2
+
+
+def orient_rfc7946(geometry: BaseGeometry) -> BaseGeometry:
+    """Exterior rings counter-clockwise, holes clockwise (RFC 7946 §3.1.6)."""
+    return shapely.orient_polygons(geometry, exterior_cw=False)
+
+
+def polygonal_part(geometry: BaseGeometry | None) -> MultiPolygon | None:
+    """The (Multi)Polygon part of any geometry as a MultiPolygon; None when it has no area.
+
+    An intersection can return points and lines where shapes only touch; those are not ground.
+    """
+    if geometry is None or geometry.is_empty:
+        return None
+    polygons: list[Polygon] = []
+    if isinstance(geometry, Polygon):
+        polygons = [geometry]
+    elif isinstance(geometry, MultiPolygon):
+        polygons = list(geometry.geoms)
+    elif hasattr(geometry, "geoms"):
+        for part in geometry.geoms:
+            sub = polygonal_part(part)
+            if sub is not None:
+                polygons.extend(sub.geoms)
+    polygons = [p for p in polygons if not p.is_empty and p.area > 0]
+    if not polygons:
+        return None
+    return MultiPolygon(polygons)
+
+
+def to_multipolygon(geometry: BaseGeometry) -> MultiPolygon:
+    """A Polygon or MultiPolygon as an RFC 7946-oriented MultiPolygon (2-D)."""
+    geometry = shapely.force_2d(geometry)
+    part = polygonal_part(geometry)
+    if part is None:
+        raise ValueError("the geometry has no area")
+    oriented = orient_rfc7946(part)
+    assert isinstance(oriented, MultiPolygon)
+    return oriented
+
+
+def clip(geometry: BaseGeometry, boundary: BaseGeometry) -> MultiPolygon | None:
+    """The part of ``geometry`` inside ``boundary``, oriented; None when they share no more
+    than a sliver (:data:`MIN_PIECE_KM2`)."""
+    if not shapely.intersects(geometry, boundary):
+        return None
+    part = polygonal_part(shapely.intersection(geometry, boundary))
+    if part is None or geodesic_area_km2(part) < MIN_PIECE_KM2:
+        return None
+    return to_multipolygon(part)
+
+
+def difference(a: BaseGeometry | None, b: BaseGeometry | None) -> MultiPolygon | None:
+    """The ground in ``a`` that is not in ``b`` (None when there is none)."""
+    if a is None or a.is_empty:
+        return None
+    if b is None or b.is_empty:
+        return to_multipolygon(a)
+    part = polygonal_part(shapely.difference(a, b))
+    return None if part is None else to_multipolygon(part)
+
+
+def from_geojson(geometry: dict[str, Any]) -> BaseGeometry:
+    return shape(geometry)
+
+
+def to_geojson(geometry: BaseGeometry | None, precision: int = 7) -> dict[str, Any] | None:
+    """An RFC 7946 geometry object: lon/lat, exterior rings counter-clockwise, no ``crs``."""
+    if geometry is None or geometry.is_empty:
+        return None
+    rounded = shapely.set_precision(geometry, 10**-precision) if precision else geometry
+    if rounded.is_empty:  # rounding erased a sliver: keep the unrounded shape
+        rounded = geometry
+    return dict(mapping(orient_rfc7946(rounded)))
+
+
+def bbox(geometry: BaseGeometry | None) -> tuple[float, float, float, float] | None:
+    if geometry is None or geometry.is_empty:
+        return None
+    minx, miny, maxx, maxy = geometry.bounds
+    return (float(minx), float(miny), float(maxx), float(maxy))

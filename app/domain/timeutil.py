@@ -1,0 +1,60 @@
+"""Moments in time: RFC 3339 parsing and the 'bare date means end of day, UTC' rule."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from app.domain.errors import InvalidParameter
+
+UTC = dt.UTC
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_EXAMPLES = "e.g. 2025-04-26, 2025-04-26T12:00:00Z or 2025-04-26T15:00:00+03:00"
+
+
+def parse_moment(value: str, parameter: str) -> dt.datetime:
+    """Parse an RFC 3339 date or date-time into an aware UTC datetime.
+
+    A bare date (``2025-04-26``) means the end of that day in UTC (23:59:59.999999), so that
+    everything reported on that day is in force "at" it. A date-time without an offset is taken
+    as UTC.
+    """
+    text = value.strip()
+    try:
+        if _DATE.match(text):
+            day = dt.date.fromisoformat(text)
+            return dt.datetime.combine(day, dt.time.max, tzinfo=UTC)
+        if "T" not in text.upper() and " " not in text:
+            raise ValueError("not a date-time")
+        moment = dt.datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise InvalidParameter(
+            parameter,
+            f"'{parameter}' must be an RFC 3339 date or date-time ({_EXAMPLES}); got {value!r}.",
+            value=value,
+        ) from None
+    return as_utc(moment)
+
+
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    """An aware datetime in UTC; a naive one is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def start_of_day(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=UTC)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def isoformat(moment: dt.datetime | None) -> str | None:
+    """RFC 3339 with a ``Z``; whole seconds when there is no fraction."""
+    if moment is None:
+        return None
+    moment = as_utc(moment)
+    text = moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")
+    return text.replace("+00:00", "Z")

@@ -1,0 +1,50 @@
+"""Every setting of the service, in one place, read from the environment (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_PATH = PROJECT_ROOT / "var" / "frontline.db"
+
+
+class Settings(BaseSettings):
+    """Settings; each field can be set by an environment variable of the same name, upper-cased.
+
+    ``DATABASE_URL`` is the one most people set: ``sqlite:///path/to/file.db`` (the default,
+    embedded, no server needed) or ``postgresql+psycopg://user@host:5432/dbname`` (PostGIS).
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_DATABASE_PATH}",
+        description="SQLAlchemy URL of the database: sqlite:///FILE or postgresql+psycopg://…",
+    )
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / "data",
+        description="Folder with regions/ (boundaries) and seed/ (parties, sources, timeline).",
+    )
+    auto_migrate: bool = Field(
+        default=True, description="`serve` applies pending migrations before it starts."
+    )
+    auto_seed: bool = Field(
+        default=True,
+        description="`serve` loads the shipped regions and seed into an empty database.",
+    )
+    cors_origins: list[str] = Field(
+        default=["*"],
+        description="Origins allowed to read the API from a browser (map front-ends).",
+    )
+    public_url: str | None = Field(
+        default=None, description="External base URL, when the service runs behind a proxy."
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
