@@ -1,0 +1,132 @@
+"""The schema (SQLAlchemy Core). Alembic migrations in ``migrations/`` build it on both databases.
+
+Raw data: ``parties``, ``sources``, ``regions`` and ``observations`` (never updated in place,
+except that a retraction sets ``retracted_at``/``retraction_reason`` once).
+Derived data: ``pieces``, one row per (observation, region it concerns), with the clipped
+polygon, its geodesic area and its validity interval; ``frontline rebuild`` recomputes it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from app.storage.types import Geometry, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+def _bbox_columns() -> list[Column[float]]:
+    """Bounding box columns: a portable spatial pre-filter on both databases."""
+    return [
+        Column(name, Float, nullable=True) for name in ("min_lon", "min_lat", "max_lon", "max_lat")
+    ]
+
+
+parties = Table(
+    "parties",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("color", String(16), nullable=False),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("slug", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("account", String(16), ForeignKey("parties.code"), nullable=True),
+    Column("url", Text, nullable=True),
+    Column("description", Text, nullable=True),
+)
+
+regions = Table(
+    "regions",
+    metadata,
+    Column("slug", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("country", Text, nullable=False),
+    Column("country_code", String(2), nullable=False),
+    Column("boundary", Geometry(), nullable=False),
+    Column("area_km2", Float, nullable=False),
+    *_bbox_columns(),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+observations = Table(
+    "observations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(64), ForeignKey("sources.slug"), nullable=False),
+    Column("party", String(16), ForeignKey("parties.code"), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("valid_from", UTCDateTime(), nullable=False),
+    Column("valid_to", UTCDateTime(), nullable=True),
+    Column("geometry", Geometry(), nullable=True),
+    *_bbox_columns(),
+    Column("reported_area_km2", Float, nullable=True),
+    Column("reported_region", String(64), ForeignKey("regions.slug"), nullable=True),
+    Column("reported_qualifier", String(16), nullable=True),
+    Column("citation_url", Text, nullable=True),
+    Column("citation_title", Text, nullable=True),
+    Column("citation_publisher", Text, nullable=True),
+    Column("citation_published_at", UTCDateTime(), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("illustrative", Boolean, nullable=False, default=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("recorded_by", String(64), nullable=True),
+    Column("supersedes", Integer, ForeignKey("observations.id"), nullable=True),
+    Column("retracted_at", UTCDateTime(), nullable=True),
+    Column("retraction_reason", Text, nullable=True),
+    Column("content_hash", String(64), nullable=False),
+    Index("ix_observations_content_hash", "content_hash"),
+    Index("ix_observations_source_valid_from", "source", "valid_from"),
+    Index("ix_observations_supersedes", "supersedes"),
+)
+
+pieces = Table(
+    "pieces",
+    metadata,
+    Column("observation_id", Integer, ForeignKey("observations.id"), primary_key=True),
+    Column("region", String(64), ForeignKey("regions.slug"), primary_key=True),
+    # Denormalised from the observation, so the as-of query reads one indexed table.
+    Column("source", String(64), nullable=False),
+    Column("party", String(16), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("valid_from", UTCDateTime(), nullable=False),
+    Column("valid_to", UTCDateTime(), nullable=True),
+    # End of the validity interval: min(valid_to, next valid_from in the group); null = open.
+    Column("valid_until", UTCDateTime(), nullable=True),
+    # False once the observation is superseded by a correction or retracted.
+    Column("active", Boolean, nullable=False, default=True),
+    Column("geometry", Geometry(), nullable=True),
+    *_bbox_columns(),
+    Column("area_km2", Float, nullable=True),
+    Column("reported_area_km2", Float, nullable=True),
+    Index("ix_pieces_group", "region", "party", "status", "source", "basis", "valid_from"),
+    Index("ix_pieces_as_of", "region", "active", "valid_from", "valid_until"),
+)
+
+SPATIAL_COLUMNS = (("regions", "boundary"), ("observations", "geometry"), ("pieces", "geometry"))

@@ -1,0 +1,81 @@
+"""Column types that behave the same on SQLite and PostGIS.
+
+- :class:`Geometry`: ``geometry(MultiPolygon, 4326)`` on PostGIS (so GiST indexes and every
+  PostGIS function work), WKB in a BLOB on SQLite (no SpatiaLite or other system library
+  needed). Both read and write shapely geometries.
+- :class:`UTCDateTime`: aware UTC datetimes in and out (``timestamptz`` on PostgreSQL, ISO text
+  on SQLite, which sorts and compares correctly because every value is UTC).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import shapely
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import DateTime
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import TypeCompiler
+from sqlalchemy.types import TypeDecorator, UserDefinedType
+
+SRID = 4326
+
+
+class Geometry(UserDefinedType[BaseGeometry]):
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:  # used by dialects without a @compiles rule
+        return "BLOB"
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any]:
+        if dialect.name == "postgresql":
+
+            def to_ewkb_hex(value: BaseGeometry | None) -> str | None:
+                if value is None:
+                    return None
+                return str(
+                    shapely.to_wkb(shapely.set_srid(value, SRID), hex=True, include_srid=True)
+                )
+
+            return to_ewkb_hex
+
+        def to_wkb(value: BaseGeometry | None) -> bytes | None:
+            return None if value is None else bytes(shapely.to_wkb(value))
+
+        return to_wkb
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
+        def from_wkb(value: bytes | str | None) -> BaseGeometry | None:
+            return None if value is None else shapely.from_wkb(value)
+
+        return from_wkb
+
+
+@compiles(Geometry, "postgresql")
+def _geometry_postgresql(type_: Geometry, compiler: TypeCompiler, **kw: Any) -> str:
+    return f"geometry(MultiPolygon,{SRID})"
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the service stores aware UTC moments")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
