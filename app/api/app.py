@@ -1,0 +1,75 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+from sqlalchemy import Engine
+
+from app import __version__
+from app.api import problems
+from app.api.routes import meta, regions
+from app.settings import Settings, get_settings
+from app.storage.database import create_db_engine, upgrade
+from app.storage.repository import Repository
+
+DESCRIPTION = """
+Who controls which ground, when, and according to whom.
+
+Every polygon and every figure belongs to a **source** (a general staff, a ministry, an OSINT
+map, a newspaper) and is kept with its date and citation. Claims conflict; the service never
+picks a winner: it shows them side by side.
+
+- Areas are geodesic, on the WGS84 ellipsoid, measured inside each region.
+- GeoJSON follows RFC 7946 (`application/geo+json`, lon/lat, counter-clockwise exterior rings).
+- Moments are RFC 3339; a bare date means the end of that day, UTC.
+- Errors are RFC 9457 `application/problem+json`.
+- Features flagged `illustrative` are schematic, not surveyed front lines.
+"""
+
+
+def prepare(repo: Repository, settings: Settings) -> None:
+    """Migrate, and load the shipped seed into an empty database, as the settings say."""
+    if settings.auto_migrate:
+        upgrade(repo.engine)
+    if settings.auto_seed and repo.is_empty():
+        from app.seed import seed
+
+        seed(repo, settings.data_dir)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    prepare_database: bool = False,
+) -> FastAPI:
+    settings = settings or get_settings()
+    repo = Repository(engine or create_db_engine(settings.database_url))
+    if prepare_database:
+        prepare(repo, settings)
+
+    app = FastAPI(
+        title="Frontline Atlas",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "regions", "description": "Regions and the claims about their ground."},
+            {"name": "reference", "description": "Parties and sources."},
+            {"name": "service", "description": "Landing page, health, problem types."},
+        ],
+    )
+    app.state.settings = settings
+    app.state.repository = repo
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "HEAD", "OPTIONS"],
+        allow_headers=["*"],
+    )
+    problems.install(app)
+    app.include_router(meta.router)
+    app.include_router(regions.router)
+    return app

@@ -1,0 +1,153 @@
+"""Query parameters shared by the routers: declared once, validated against the database."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Annotated
+
+from fastapi import Query
+
+from app.domain.errors import InvalidParameter, UnknownCode
+from app.domain.model import Status
+from app.domain.timeutil import now, parse_moment
+from app.storage.repository import NONE, PieceFilter, Repository
+
+MOMENT_HELP = (
+    "RFC 3339 date or date-time. A bare date means the end of that day, UTC "
+    "(2025-04-26 = 2025-04-26T23:59:59.999999Z); a date-time without offset is UTC."
+)
+
+At = Annotated[
+    str | None,
+    Query(
+        description=f"The moment to look at (default: now). {MOMENT_HELP}", examples=["2025-04-26"]
+    ),
+]
+From = Annotated[
+    str | None,
+    Query(alias="from", description=f"Start moment. {MOMENT_HELP}", examples=["2024-08-31"]),
+]
+To = Annotated[str | None, Query(description=f"End moment. {MOMENT_HELP}", examples=["2025-04-26"])]
+PartyOne = Annotated[
+    str,
+    Query(
+        description="Party whose ground is measured: a code from GET /parties (UA, RU, …), or "
+        "`none` for ground no party is credited with (an unattributed grey zone).",
+        examples=["UA"],
+    ),
+]
+Parties = Annotated[
+    list[str] | None,
+    Query(
+        description="Only these parties (repeatable): codes from GET /parties, or `none`.",
+        examples=[["UA"]],
+    ),
+]
+Statuses = Annotated[
+    list[str] | None,
+    Query(
+        description="Only these statuses (repeatable): `controlled`, or `contested` (grey zone).",
+        examples=[["controlled"]],
+    ),
+]
+StatusesDefaultControlled = Annotated[
+    list[str] | None,
+    Query(
+        description="Statuses (repeatable): `controlled` (the default) and/or `contested`.",
+        examples=[["controlled"]],
+    ),
+]
+Sources = Annotated[
+    list[str] | None,
+    Query(
+        description="Only these sources (repeatable): slugs from GET /sources.",
+        examples=[["ua-commander-in-chief"]],
+    ),
+]
+Accounts = Annotated[
+    list[str] | None,
+    Query(
+        description="Only sources speaking for these parties (repeatable): party codes, or "
+        "`none` for independent sources (OSINT, research, illustrations).",
+        examples=[["UA"]],
+    ),
+]
+
+
+def moment(value: str | None, parameter: str, default: dt.datetime | None = None) -> dt.datetime:
+    if value is None:
+        if default is None:
+            raise InvalidParameter(parameter, f"'{parameter}' is required. {MOMENT_HELP}")
+        return default
+    return parse_moment(value, parameter)
+
+
+def ordered_range(
+    start: str | None, end: str | None, *, required: bool
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Parse ``from``/``to``; 'from' after 'to' is an error."""
+    first = moment(start, "from") if (start is not None or required) else None
+    last = moment(end, "to") if (end is not None or required) else None
+    if first is not None and last is not None and first > last:
+        raise InvalidParameter(
+            "from",
+            f"'from' ({start}) is after 'to' ({end}); swap them or pick another range.",
+        )
+    return first, last
+
+
+def _codes(
+    values: Sequence[str] | None, known: Iterable[str], parameter: str, what: str, allow_none: bool
+) -> list[str | None] | None:
+    if values is None:
+        return None
+    known_set = set(known)
+    out: list[str | None] = []
+    for raw in values:
+        for value in (v.strip() for v in raw.split(",")):
+            if allow_none and value.lower() == NONE:
+                out.append(None)
+                continue
+            normal = value.upper() if what == "party" else value
+            if normal not in known_set:
+                extra = [NONE] if allow_none else []
+                raise UnknownCode(parameter, value, [*known_set, *extra], what)
+            out.append(normal)
+    return out
+
+
+def piece_filter(
+    repo: Repository,
+    parties: Sequence[str] | None = None,
+    statuses: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    accounts: Sequence[str] | None = None,
+    default_status: Status | None = None,
+) -> PieceFilter:
+    """Validate filter values against the database; unknown codes are a 400 naming the known."""
+    party_codes = [p.code for p in repo.parties()] if (parties or accounts) else []
+    if statuses is None and default_status is not None:
+        statuses = [default_status.value]
+    status_values = _codes(statuses, [s.value for s in Status], "status", "status", False)
+    return PieceFilter(
+        parties=_codes(parties, party_codes, "party", "party", True),
+        statuses=None if status_values is None else [s for s in status_values if s],
+        sources=(
+            None
+            if sources is None
+            else [
+                s
+                for s in _codes(
+                    sources, [s.slug for s in repo.sources()], "source", "source", False
+                )
+                or []
+                if s
+            ]
+        ),
+        accounts=_codes(accounts, party_codes, "account", "party", True),
+    )
+
+
+def default_now() -> dt.datetime:
+    return now()

@@ -1,0 +1,122 @@
+"""RFC 9457 problem details for every error, with a message a person can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.domain.errors import DomainError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+# slug -> (title, what it means and what to do)
+PROBLEM_TYPES: dict[str, tuple[str, str]] = {
+    "invalid-parameter": (
+        "Invalid parameter",
+        "A query parameter could not be understood. The `parameter` member names it; the detail "
+        "says what form it takes.",
+    ),
+    "unknown-code": (
+        "Unknown code",
+        "A party, source or status code is not known to the service. The `known` member lists "
+        "the codes that are; GET /parties and GET /sources describe them.",
+    ),
+    "unknown-region": (
+        "Unknown region",
+        "No region has that slug. The `known` member lists them; GET /regions describes them.",
+    ),
+    "invalid-input": (
+        "Invalid input",
+        "Data offered for writing cannot be stored as it is. Nothing was written.",
+    ),
+    "not-found": ("Not found", "There is nothing at this address."),
+    "http-error": ("HTTP error", "A generic HTTP error; the status and detail say more."),
+    "internal-error": (
+        "Internal error",
+        "The service failed. Nothing was written. The error was logged; please report it.",
+    ),
+}
+
+
+def problem_type_url(request: Request, slug: str) -> str:
+    return str(request.url_for("problem_type", slug=slug))
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    slug: str,
+    detail: str,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": problem_type_url(request, slug),
+        "title": title or PROBLEM_TYPES.get(slug, ("Error", ""))[0],
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    where, *path = loc
+    name = ".".join(str(p) for p in path) or str(where)
+    return f"{where} parameter '{name}'" if where in {"query", "path", "header"} else name
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return problem_response(request, exc.status, exc.problem, exc.detail, exc.title, **exc.extra)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    messages = [f"{_location(tuple(e['loc']))}: {e['msg']}" for e in errors]
+    in_query = all(e["loc"] and e["loc"][0] in {"query", "path", "header"} for e in errors)
+    invalid = [
+        {"name": _location(tuple(e["loc"])), "reason": e["msg"], "input": e.get("input")}
+        for e in errors
+    ]
+    return problem_response(
+        request,
+        400 if in_query else 422,
+        "invalid-parameter" if in_query else "invalid-input",
+        "; ".join(messages) + ". See /docs for the parameters this endpoint takes.",
+        invalid_params=invalid,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        detail = f"There is no resource at {request.url.path}. The API is described at /docs."
+        return problem_response(request, 404, "not-found", detail, headers=exc.headers)
+    return problem_response(
+        request, exc.status_code, "http-error", str(exc.detail), headers=exc.headers
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    import logging
+
+    logging.getLogger("app").exception("unhandled error on %s", request.url.path)
+    return problem_response(
+        request, 500, "internal-error", "The service failed on this request; it has been logged."
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,216 @@
+"""Domain objects to the JSON and GeoJSON the API serves (RFC 7946)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from app.domain import geometry as geo
+from app.domain.asof import Change, Point, SeriesKey, Spread
+from app.domain.model import Piece, Region
+from app.domain.timeutil import isoformat
+
+ILLUSTRATIVE_NOTICE = (
+    "Some features are schematic illustrations (illustrative: true), drawn to match a reported "
+    "figure; they are not surveyed front lines."
+)
+
+
+def km2(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def region_feature(region: Region, with_geometry: bool = True) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "id": region.slug,
+        "bbox": list(geo.bbox(region.boundary) or []) or None,
+        "geometry": geo.to_geojson(region.boundary) if with_geometry else None,
+        "properties": {
+            "slug": region.slug,
+            "name": region.name,
+            "country": region.country,
+            "country_code": region.country_code,
+            "area_km2": km2(region.area_km2),
+        },
+    }
+
+
+def citation_properties(piece: Piece) -> dict[str, Any]:
+    return {
+        "citation_url": piece.citation.url,
+        "citation_title": piece.citation.title,
+        "citation_publisher": piece.citation.publisher,
+        "citation_published_at": isoformat(piece.citation.published_at),
+    }
+
+
+def piece_properties(piece: Piece) -> dict[str, Any]:
+    return {
+        "observation_id": piece.observation_id,
+        "region": piece.region,
+        "party": piece.party,
+        "status": piece.status.value,
+        "basis": piece.basis.value,
+        "source": piece.source,
+        "account": piece.account,
+        "valid_from": isoformat(piece.valid_from),
+        "valid_to": isoformat(piece.valid_to),
+        "valid_until": isoformat(piece.valid_until),
+        "area_km2": km2(piece.area_km2),
+        "reported_area_km2": km2(piece.reported_area_km2),
+        "reported_qualifier": piece.reported_qualifier.value if piece.reported_qualifier else None,
+        "illustrative": piece.illustrative,
+        **citation_properties(piece),
+        "note": piece.note,
+        "recorded_at": isoformat(piece.recorded_at),
+    }
+
+
+def piece_feature(piece: Piece) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "id": piece.observation_id,
+        "geometry": geo.to_geojson(piece.geometry),
+        "properties": piece_properties(piece),
+    }
+
+
+def feature_collection(features: list[dict[str, Any]], **members: Any) -> dict[str, Any]:
+    """A FeatureCollection; foreign members (region, at, …) describe the query answered."""
+    illustrative = any(f["properties"].get("illustrative") for f in features)
+    out: dict[str, Any] = {"type": "FeatureCollection", **members}
+    if illustrative:
+        out["illustrative"] = True
+        out["notice"] = ILLUSTRATIVE_NOTICE
+    out["numberReturned"] = len(features)
+    out["features"] = features
+    return out
+
+
+def series_label(key: SeriesKey, by_account: bool) -> dict[str, Any]:
+    who, status, basis = key
+    return {"account" if by_account else "source": who, "status": status, "basis": basis}
+
+
+def point_json(point: Point) -> dict[str, Any]:
+    piece = point.piece
+    return {
+        "at": isoformat(point.at),
+        "area_km2": km2(point.area_km2),
+        "kind": point.kind.value,
+        "qualifier": piece.reported_qualifier.value
+        if (point.kind.value == "reported" and piece.reported_qualifier)
+        else None,
+        "observation_id": piece.observation_id,
+        "source": piece.source,
+        "illustrative": piece.illustrative,
+    }
+
+
+AREA_CSV_COLUMNS = (
+    "region",
+    "party",
+    "status",
+    "basis",
+    "series",
+    "source",
+    "account",
+    "at",
+    "area_km2",
+    "kind",
+    "qualifier",
+    "observation_id",
+    "illustrative",
+    "citation_url",
+    "citation_title",
+    "citation_publisher",
+)
+
+
+def area_csv_row(region: str, key: SeriesKey, point: Point) -> list[Any]:
+    """One tidy row per point, in the order of :data:`AREA_CSV_COLUMNS`."""
+    values = {
+        **point_json(point),
+        **citation_properties(point.piece),
+        "region": region,
+        "party": point.piece.party,
+        "status": key[1],
+        "basis": key[2],
+        "series": key[0],
+        "account": point.piece.account,
+        "illustrative": str(point.piece.illustrative).lower(),
+    }
+    return [values[column] for column in AREA_CSV_COLUMNS]
+
+
+def position_json(piece: Piece | None) -> dict[str, Any] | None:
+    if piece is None:
+        return None
+    kind = piece.area_kind
+    return {
+        "at": isoformat(piece.valid_from),
+        "area_km2": km2(piece.best_area_km2),
+        "kind": kind.value if kind else None,
+        "qualifier": piece.reported_qualifier.value
+        if (kind and kind.value == "reported" and piece.reported_qualifier)
+        else None,
+        "observation_id": piece.observation_id,
+        "source": piece.source,
+        "illustrative": piece.illustrative,
+    }
+
+
+def change_json(change: Change, by_account: bool) -> dict[str, Any]:
+    pct = change.pct_change
+    return {
+        **series_label(change.key, by_account),
+        "from": position_json(change.before),
+        "to": position_json(change.after),
+        "delta_km2": km2(change.delta_km2),
+        "pct_change": None if pct is None else round(pct, 2),
+    }
+
+
+def claim_json(piece: Piece, at: dt.datetime, source_names: dict[str, str]) -> dict[str, Any]:
+    kind = piece.area_kind
+    return {
+        "source": piece.source,
+        "source_name": source_names.get(piece.source),
+        "account": piece.account,
+        "party": piece.party,
+        "status": piece.status.value,
+        "basis": piece.basis.value,
+        "area_km2": km2(piece.best_area_km2),
+        "kind": kind.value if kind else None,
+        "qualifier": piece.reported_qualifier.value if piece.reported_qualifier else None,
+        "measured_area_km2": km2(piece.area_km2),
+        "reported_area_km2": km2(piece.reported_area_km2),
+        "at": isoformat(piece.valid_from),
+        "valid_to": isoformat(piece.valid_to),
+        "age_days": round((at - piece.valid_from).total_seconds() / 86400, 1),
+        "observation_id": piece.observation_id,
+        "illustrative": piece.illustrative,
+        **citation_properties(piece),
+        "note": piece.note,
+    }
+
+
+def spread_json(spread: Spread | None) -> dict[str, Any] | None:
+    if spread is None:
+        return None
+
+    def end(piece: Piece) -> dict[str, Any]:
+        return {
+            "source": piece.source,
+            "account": piece.account,
+            "area_km2": km2(piece.best_area_km2),
+            "observation_id": piece.observation_id,
+        }
+
+    return {
+        "spread_km2": km2(spread.spread_km2),
+        "high": end(spread.high),
+        "low": end(spread.low),
+        "note": "Over claims that give a figure; illustrative ones are left out.",
+    }

@@ -1,0 +1,142 @@
+"""The ``frontline`` command (also ``python -m app``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from app import __version__
+from app.settings import get_settings
+
+if TYPE_CHECKING:
+    from app.storage.repository import Repository
+
+
+def _repo() -> Repository:
+    from app.storage.database import create_db_engine
+    from app.storage.repository import Repository
+
+    return Repository(create_db_engine(get_settings().database_url))
+
+
+def _url_for_humans() -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(get_settings().database_url).render_as_string(hide_password=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.api.app import create_app
+
+    settings = get_settings()
+    app = create_app(settings, prepare_database=True)
+    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"Frontline Atlas {__version__} on {_url_for_humans()}")
+    print(f"  API:  http://{shown_host}:{args.port}/")
+    print(f"  docs: http://{shown_host}:{args.port}/docs")
+    sys.stdout.flush()
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from app.storage.database import current_revision, upgrade
+
+    repo = _repo()
+    upgrade(repo.engine, args.revision)
+    print(f"{_url_for_humans()}: schema at revision {current_revision(repo.engine)}")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    from app.storage.database import current_revision, head_revision
+
+    repo = _repo()
+    current, head = current_revision(repo.engine), head_revision(repo.engine)
+    state = (
+        "up to date" if current == head else f"behind (head is {head}): run `frontline db upgrade`"
+    )
+    print(f"{_url_for_humans()}: revision {current or 'none'}, {state}")
+    return 0 if current == head else 1
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from app.seed import seed
+    from app.storage.database import upgrade
+
+    repo = _repo()
+    upgrade(repo.engine)
+    print(f"seeding {_url_for_humans()} from {get_settings().data_dir} ...")
+    print(seed(repo, get_settings().data_dir))
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    repo = _repo()
+    what = f"region {args.region}" if args.region else "all regions"
+    print(f"rebuilding derived pieces for {what} ...")
+    count = repo.rebuild_pieces(args.region)
+    print(f"{count} pieces rebuilt from the raw observations")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="frontline",
+        description="Frontline Atlas: territorial-control claims with their sources, as GeoJSON. "
+        "DATABASE_URL picks the database (default: an SQLite file, see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"frontline-atlas {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the HTTP API (migrates and seeds an empty database first)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    db = commands.add_parser("db", help="database schema (Alembic migrations)")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    up = db_commands.add_parser("upgrade", help="apply pending migrations")
+    up.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
+    up.set_defaults(func=cmd_db_upgrade)
+    cur = db_commands.add_parser("current", help="show the schema revision; exit 1 if behind")
+    cur.set_defaults(func=cmd_db_current)
+
+    seed = commands.add_parser(
+        "seed", help="load the shipped regions, parties, sources and seed timeline (idempotent)"
+    )
+    seed.set_defaults(func=cmd_seed)
+
+    rebuild = commands.add_parser(
+        "rebuild", help="recompute derived per-region pieces and areas from the raw observations"
+    )
+    rebuild.add_argument("--region", help="only this region (slug)")
+    rebuild.set_defaults(func=cmd_rebuild)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from sqlalchemy.exc import OperationalError
+
+    from app.domain.errors import DomainError
+    from app.storage.database import UnsupportedDatabase
+
+    try:
+        return int(args.func(args))
+    except DomainError as e:
+        print(f"error: {e.detail}", file=sys.stderr)
+    except UnsupportedDatabase as e:
+        print(f"error: {e}", file=sys.stderr)
+    except OperationalError as e:
+        print(f"error: cannot use the database {_url_for_humans()}: {e.orig}", file=sys.stderr)
+    return 2
