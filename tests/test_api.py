@@ -1,0 +1,337 @@
+"""The HTTP API over the seeded database, through the ASGI app, on SQLite and on PostGIS."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pandas as pd
+import pytest
+import shapely
+from fastapi.testclient import TestClient
+from shapely.geometry import shape
+
+from app.domain import geometry as geo
+
+GEOJSON = "application/geo+json"
+PROBLEM = "application/problem+json"
+
+
+def assert_rfc7946(collection: dict[str, Any]) -> None:
+    """Lon/lat in range, exterior rings counter-clockwise and holes clockwise, no crs."""
+    assert "crs" not in collection
+    for feature in collection.get("features", [collection]):
+        assert feature["type"] == "Feature"
+        assert "crs" not in feature
+        g = feature["geometry"]
+        if g is None:
+            continue
+        polygons = g["coordinates"] if g["type"] == "MultiPolygon" else [g["coordinates"]]
+        for rings in polygons:
+            for i, ring in enumerate(rings):
+                assert ring[0] == ring[-1]
+                assert all(-180 <= x <= 180 and -90 <= y <= 90 for x, y in ring)
+                assert shapely.LinearRing(ring).is_ccw == (i == 0)
+        assert shape(g).is_valid
+
+
+def test_regions(client: TestClient) -> None:
+    r = client.get("/regions")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == GEOJSON
+    body = r.json()
+    assert_rfc7946(body)
+    by_id = {f["id"]: f for f in body["features"]}
+    assert len(by_id) == 28
+    assert {"kursk", "belgorod", "bryansk", "sumy", "kharkiv", "kyiv"} <= set(by_id)
+    kursk = by_id["kursk"]["properties"]
+    assert kursk == {
+        "slug": "kursk",
+        "name": "Kursk Oblast",
+        "country": "Russia",
+        "country_code": "RU",
+        "area_km2": pytest.approx(30_117, abs=1),
+    }
+    assert by_id["sumy"]["properties"]["country"] == "Ukraine"
+
+
+def test_one_region(client: TestClient) -> None:
+    r = client.get("/regions/belgorod")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == GEOJSON
+    feature = r.json()
+    assert feature["id"] == "belgorod"
+    assert_rfc7946(feature)
+    assert geo.geodesic_area_km2(shape(feature["geometry"])) == pytest.approx(27_758, abs=1)
+
+
+def test_control_at_late_april_2025(client: TestClient) -> None:
+    r = client.get("/regions/kursk/control", params={"at": "2025-04-26"})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == GEOJSON
+    body = r.json()
+    assert_rfc7946(body)
+    assert body["at"] == "2025-04-26T23:59:59.999999Z"
+    by_source = {f["properties"]["source"]: f["properties"] for f in body["features"]}
+    assert set(by_source) == {
+        "frontline-atlas-illustration",
+        "ru-general-staff",
+        "ua-officials",
+        "ua-general-staff",
+        "ua-commander-in-chief",
+    }
+    drawn = by_source["frontline-atlas-illustration"]
+    assert drawn["illustrative"] is True
+    assert drawn["area_km2"] == pytest.approx(30, rel=0.02)
+    assert body["illustrative"] is True
+    assert "not surveyed" in body["notice"]
+    assert by_source["ru-general-staff"]["reported_area_km2"] == 0
+    assert by_source["ru-general-staff"]["account"] == "RU"
+    assert by_source["ua-officials"]["reported_area_km2"] == 30
+    for props in by_source.values():
+        for key in (
+            "party",
+            "status",
+            "source",
+            "account",
+            "valid_from",
+            "valid_to",
+            "area_km2",
+            "reported_area_km2",
+            "observation_id",
+            "illustrative",
+        ):
+            assert key in props
+
+
+def test_control_in_august_2024_shows_the_large_polygon(client: TestClient) -> None:
+    body = client.get(
+        "/regions/kursk/control?at=2024-08-31&source=frontline-atlas-illustration"
+    ).json()
+    [feature] = body["features"]
+    assert feature["properties"]["area_km2"] == pytest.approx(1300, rel=0.02)
+    assert shape(feature["geometry"]).contains(shapely.Point(35.27, 51.19))  # Sudzha
+
+
+def test_control_before_anything_is_empty(client: TestClient) -> None:
+    body = client.get("/regions/kursk/control?at=2024-08-01").json()
+    assert body["features"] == []
+    assert "illustrative" not in body
+
+
+def test_control_filters_are_repeatable(client: TestClient) -> None:
+    url = "/regions/kursk/control?at=2025-04-26&account=RU&account=none"
+    sources = {f["properties"]["source"] for f in client.get(url).json()["features"]}
+    assert sources == {"ru-general-staff", "frontline-atlas-illustration"}
+    url = "/regions/kursk/control?at=2025-04-26&source=ua-officials&source=ru-general-staff"
+    assert len(client.get(url).json()["features"]) == 2
+    url = "/regions/kursk/control?at=2025-04-26&status=contested"
+    assert client.get(url).json()["features"] == []
+    url = "/regions/belgorod/control?at=2025-04-26&status=contested&party=UA"
+    [presence] = client.get(url).json()["features"]
+    assert presence["geometry"] is None
+    assert presence["properties"]["reported_area_km2"] is None
+
+
+def test_area_series_per_source(client: TestClient) -> None:
+    r = client.get("/regions/kursk/area", params={"party": "UA"})
+    assert r.status_code == 200
+    body = r.json()
+    series = {s["source"]: s["points"] for s in body["series"]}
+    syrskyi = series["ua-commander-in-chief"]
+    assert [(p["at"][:10], p["area_km2"], p["kind"]) for p in syrskyi] == [
+        ("2024-08-12", 1000, "reported"),
+        ("2024-08-20", 1263, "reported"),
+        ("2024-08-27", 1294, "reported"),
+    ]
+    drawn = series["frontline-atlas-illustration"]
+    assert [p["kind"] for p in drawn] == ["measured", "measured"]
+    assert series["ru-general-staff"][0]["area_km2"] == 0
+
+
+def test_area_series_per_account_and_range(client: TestClient) -> None:
+    body = client.get("/regions/kursk/area?party=UA&account=UA&from=2024-09-01").json()
+    assert body["group_by"] == "account"
+    [ua] = body["series"]
+    assert ua["account"] == "UA"
+    assert [(p["at"][:10], p["area_km2"]) for p in ua["points"]] == [
+        ("2024-11-23", 800),
+        ("2025-04-26", 30),
+    ]
+
+
+@pytest.mark.parametrize("how", ["format", "accept"])
+def test_area_csv_loads_in_pandas(client: TestClient, how: str) -> None:
+    if how == "format":
+        r = client.get("/regions/kursk/area?party=UA&format=csv")
+    else:
+        r = client.get("/regions/kursk/area?party=UA", headers={"Accept": "text/csv"})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/csv")
+    df = pd.read_csv(io.StringIO(r.text), parse_dates=["at"])
+    assert {
+        "region",
+        "series",
+        "source",
+        "account",
+        "at",
+        "area_km2",
+        "kind",
+        "observation_id",
+    } <= set(df.columns)
+    assert len(df) == 8
+    syrskyi = df[df.source == "ua-commander-in-chief"].sort_values("at")
+    assert syrskyi.area_km2.tolist() == [1000, 1263, 1294]
+    assert str(df["at"].dt.tz) == "UTC"
+
+
+def test_kursk_change_by_kyivs_account(client: TestClient) -> None:
+    r = client.get(
+        "/regions/kursk/change",
+        params={"party": "UA", "from": "2024-08-31", "to": "2025-04-26", "account": "UA"},
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["region"], body["party"]) == ("kursk", "UA")
+    [change] = body["changes"]
+    assert change["account"] == "UA"
+    assert change["from"]["area_km2"] == 1294
+    assert change["from"]["at"].startswith("2024-08-27")
+    assert change["to"]["area_km2"] == 30
+    assert change["to"]["at"].startswith("2025-04-26")
+    assert change["delta_km2"] == -1264
+    assert change["pct_change"] == pytest.approx(-97.7, abs=0.05)
+
+
+def test_kursk_change_by_moscows_account_ends_at_zero(client: TestClient) -> None:
+    r = client.get("/regions/kursk/change?party=UA&from=2024-08-31&to=2025-04-26&account=RU")
+    [change] = r.json()["changes"]
+    assert change["account"] == "RU"
+    assert change["from"] is None  # Moscow gave no figure for August 2024
+    assert change["to"]["area_km2"] == 0
+    assert change["delta_km2"] is None
+
+
+def test_kursk_change_per_source(client: TestClient) -> None:
+    body = client.get("/regions/kursk/change?party=UA&from=2024-08-31&to=2025-04-26").json()
+    by_source = {c["source"]: c for c in body["changes"]}
+    drawn = by_source["frontline-atlas-illustration"]
+    assert drawn["from"]["area_km2"] == pytest.approx(1300, rel=0.02)
+    assert drawn["to"]["area_km2"] == pytest.approx(30, rel=0.02)
+    assert drawn["from"]["kind"] == "measured"
+    assert drawn["from"]["illustrative"] is True
+    assert drawn["pct_change"] == pytest.approx(-97.7, abs=0.1)
+
+
+def test_change_geometry(client: TestClient) -> None:
+    r = client.get(
+        "/regions/kursk/change/geometry?party=UA&from=2024-08-31&to=2025-04-26"
+        "&source=frontline-atlas-illustration"
+    )
+    assert r.status_code == 200
+    assert r.headers["content-type"] == GEOJSON
+    body = r.json()
+    assert_rfc7946(body)
+    by_change = {f["properties"]["change"]: f for f in body["features"]}
+    lost, gained = by_change["lost"]["properties"], by_change["gained"]["properties"]
+    # the April shape is not inside the August one: some ground is "gained" in the drawing
+    big, small = 1300, 30
+    assert lost["area_km2"] - gained["area_km2"] == pytest.approx(big - small, rel=0.02)
+    assert 0 <= gained["area_km2"] <= small * 1.02
+    assert lost["illustrative"] is True
+    assert geo.geodesic_area_km2(shape(by_change["lost"]["geometry"])) == pytest.approx(
+        lost["area_km2"], abs=0.01
+    )
+
+
+def test_change_geometry_lists_series_without_polygons(client: TestClient) -> None:
+    body = client.get(
+        "/regions/kursk/change/geometry?party=UA&from=2024-08-31&to=2025-04-26"
+    ).json()
+    skipped = {s["source"] for s in body["skipped"]}
+    assert "ua-officials" in skipped
+    assert "ru-general-staff" in skipped
+
+
+def test_claims_side_by_side(client: TestClient) -> None:
+    r = client.get("/regions/kursk/claims?at=2025-04-26&party=UA")
+    assert r.status_code == 200
+    body = r.json()
+    figures = {c["source"]: c["area_km2"] for c in body["claims"]}
+    assert figures["ua-officials"] == 30
+    assert figures["ru-general-staff"] == 0
+    assert figures["ua-general-staff"] is None  # its latest word gives no figure
+    areas = [c["area_km2"] for c in body["claims"] if c["area_km2"] is not None]
+    assert areas == sorted(areas, reverse=True)
+    officials = next(c for c in body["claims"] if c["source"] == "ua-officials")
+    assert officials["citation_publisher"] == "Financial Times"
+    assert officials["kind"] == "reported"
+    assert officials["qualifier"] == "about"
+    spread = body["spread"]
+    assert spread["low"]["source"] == "ru-general-staff"
+    assert spread["spread_km2"] == spread["high"]["area_km2"] - 0
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "needle"),
+    [
+        ("/regions/kurks", 404, "Did you mean 'kursk'"),
+        ("/regions/kurks/control", 404, "no region 'kurks'"),
+        ("/regions/kursk/control?at=2025-13-01", 400, "'at' must be an RFC 3339"),
+        ("/regions/kursk/control?at=last%20week", 400, "'at' must be an RFC 3339"),
+        ("/regions/kursk/area?party=UA&from=2025-02-30", 400, "'from' must be an RFC 3339"),
+        ("/regions/kursk/change?party=UA&from=2025-04-26&to=2024-08-31", 400, "is after 'to'"),
+        ("/regions/kursk/change?party=UA&from=2024-08-31", 400, "'to'"),
+        ("/regions/kursk/area?party=XX", 400, "Unknown party 'XX'"),
+        ("/regions/kursk/area", 400, "'party'"),
+        ("/regions/kursk/control?party=US", 400, "Known: RU, UA, none"),
+        ("/regions/kursk/control?account=NATO", 400, "Unknown party 'NATO' in 'account'"),
+        ("/regions/kursk/control?source=tass", 400, "Unknown source 'tass'"),
+        ("/regions/kursk/control?status=held", 400, "Unknown status 'held'"),
+        ("/regions/kursk/area?party=UA&format=xlsx", 400, "format"),
+        ("/nowhere", 404, "/docs"),
+    ],
+)
+def test_bad_requests_are_problem_details(
+    client: TestClient, url: str, status: int, needle: str
+) -> None:
+    r = client.get(url)
+    assert r.status_code == status
+    assert r.headers["content-type"] == PROBLEM
+    body = r.json()
+    assert body["status"] == status
+    assert needle in body["detail"]
+    assert body["title"]
+    assert body["type"].startswith("http")
+    assert client.get(body["type"]).status_code == 200  # the problem type is documented
+
+
+def test_reference_lists(client: TestClient) -> None:
+    parties = {p["code"] for p in client.get("/parties").json()}
+    assert parties == {"UA", "RU"}
+    sources = {s["slug"]: s for s in client.get("/sources").json()}
+    assert sources["ru-general-staff"]["account"] == "RU"
+    assert sources["frontline-atlas-illustration"]["kind"] == "illustration"
+
+
+def test_openapi_documents_every_parameter(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for path, item in spec["paths"].items():
+        for operation in item.values():
+            for param in operation.get("parameters", []):
+                assert param.get("description"), f"{path} {param['name']} has no description"
+    change = spec["paths"]["/regions/{slug}/change"]["get"]
+    names = {p["name"] for p in change["parameters"]}
+    assert {"party", "from", "to", "source", "account", "status"} <= names
+    assert client.get("/docs").status_code == 200
+
+
+def test_cors_lets_browser_maps_read(client: TestClient) -> None:
+    r = client.get("/regions/kursk", headers={"Origin": "https://maps.example.org"})
+    assert r.headers["access-control-allow-origin"] == "*"
+
+
+def test_health(client: TestClient) -> None:
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert body["database"] in {"sqlite", "postgresql"}

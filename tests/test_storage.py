@@ -1,0 +1,202 @@
+"""The repository on a real SQLite file and a real PostGIS: same numbers, same rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import shapely
+from shapely.geometry import box
+from sqlalchemy import Engine, func, select, text
+
+from app.domain import geometry as geo
+from app.domain.errors import InvalidInput
+from app.domain.model import Basis, NewObservation, Party, Source, SourceKind, Status
+from app.seed import load_regions, seed
+from app.storage.repository import PieceFilter, Repository
+from app.storage.tables import observations
+from tests.conftest import DATA_DIR
+
+UTC = dt.UTC
+
+
+def day(d: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(d).replace(tzinfo=UTC)
+
+
+@pytest.fixture
+def repo(empty_engine: Engine) -> Repository:
+    repo = Repository(empty_engine)
+    load_regions(repo, DATA_DIR / "regions" / "boundaries.geojson")
+    repo.save_party(Party("UA", "Ukraine", "#0057b7"))
+    repo.save_party(Party("RU", "Russia", "#d52b1e"))
+    repo.save_source(Source("osint-map", "An OSINT map", SourceKind.OSINT, None))
+    repo.save_source(Source("ua-gs", "UA General Staff", SourceKind.MILITARY, "UA"))
+    return repo
+
+
+def obs(valid_from: str, geometry: object = None, **kw: object) -> NewObservation:
+    fields: dict[str, object] = {
+        "source": "osint-map",
+        "party": "UA",
+        "status": Status.CONTROLLED,
+        "basis": Basis.ASSESSED,
+        "valid_from": day(valid_from),
+        "geometry": None if geometry is None else geo.to_multipolygon(geometry),  # type: ignore[arg-type]
+    }
+    fields.update(kw)
+    return NewObservation(**fields)  # type: ignore[arg-type]
+
+
+SUDZHA_BOX = box(35.2, 51.15, 35.4, 51.25)  # inside Kursk oblast
+ACROSS_BORDER = shapely.buffer(shapely.Point(35.1, 51.15), 0.15)  # Kursk and Sumy
+
+
+def test_a_shape_across_two_regions_is_split_and_kept_whole(repo: Repository) -> None:
+    [result] = repo.add_observations([obs("2024-09-01", ACROSS_BORDER)])
+    assert set(result.areas_km2) == {"kursk", "sumy"}
+    total = geo.geodesic_area_km2(ACROSS_BORDER)
+    assert sum(result.areas_km2.values()) == pytest.approx(total, rel=0.01)
+    with repo.engine.connect() as c:
+        raw = c.execute(select(observations.c.geometry)).scalar_one()
+    assert geo.geodesic_area_km2(raw) == pytest.approx(total, rel=1e-9)  # raw record unclipped
+    at = day("2024-09-02")
+    [kursk_piece] = repo.in_force("kursk", at, PieceFilter())
+    assert kursk_piece.area_km2 == pytest.approx(result.areas_km2["kursk"])
+    assert kursk_piece.geometry is not None
+    assert geo.geodesic_area_km2(kursk_piece.geometry) == pytest.approx(kursk_piece.area_km2)
+
+
+def test_as_of_with_and_without_valid_to(repo: Repository) -> None:
+    repo.add_observations(
+        [
+            obs("2025-01-10", SUDZHA_BOX),
+            obs("2025-01-20", box(35.25, 51.15, 35.4, 51.25), valid_to=day("2025-01-25")),
+            obs("2025-01-28", box(35.3, 51.15, 35.4, 51.25)),
+        ]
+    )
+
+    def seen(at: str) -> list[float]:
+        pieces = repo.in_force("kursk", dt.datetime.fromisoformat(at), PieceFilter())
+        return [round(p.area_km2 or 0) for p in pieces]
+
+    a, b, c = (
+        round(geo.geodesic_area_km2(g))
+        for g in (SUDZHA_BOX, box(35.25, 51.15, 35.4, 51.25), box(35.3, 51.15, 35.4, 51.25))
+    )
+    assert seen("2025-01-09T23:59:59+00:00") == []
+    assert seen("2025-01-10T00:00:00+00:00") == [a]
+    assert seen("2025-01-15T00:00:00+00:00") == [a]
+    assert seen("2025-01-22T00:00:00+00:00") == [b]
+    assert seen("2025-01-25T00:00:00+00:00") == []  # the period ended; A does not come back
+    assert seen("2025-01-28T00:00:00+00:00") == [c]
+    assert seen("2030-01-01T00:00:00+00:00") == [c]
+
+
+def test_out_of_order_writes_recompute_intervals(repo: Repository) -> None:
+    repo.add_observations([obs("2025-02-01", SUDZHA_BOX)])
+    repo.add_observations([obs("2025-01-01", box(35.3, 51.15, 35.4, 51.25))])  # older, later
+    at = dt.datetime(2025, 1, 15, tzinfo=UTC)
+    [older] = repo.in_force("kursk", at, PieceFilter())
+    assert older.valid_until == day("2025-02-01")
+    [newer] = repo.in_force("kursk", day("2025-03-01"), PieceFilter())
+    assert newer.area_km2 == pytest.approx(geo.geodesic_area_km2(SUDZHA_BOX))
+
+
+def test_a_bad_batch_writes_nothing(repo: Repository) -> None:
+    before = repo.counts()
+    batch = [obs("2025-01-01", SUDZHA_BOX), obs("2025-01-02", SUDZHA_BOX, source="nobody")]
+    with pytest.raises(InvalidInput, match="unknown source 'nobody'"):
+        repo.add_observations(batch)
+    assert repo.counts() == before
+
+
+def test_a_shape_outside_every_region_is_refused(repo: Repository) -> None:
+    with pytest.raises(InvalidInput, match="touches no known region"):
+        repo.add_observations([obs("2025-01-01", box(2.0, 48.0, 2.5, 48.5))])  # Paris
+    assert repo.counts()["observations"] == 0
+
+
+def test_identical_content_is_stored_once(repo: Repository) -> None:
+    [first] = repo.add_observations([obs("2025-01-01", SUDZHA_BOX)])
+    [again] = repo.add_observations([obs("2025-01-01", SUDZHA_BOX)])
+    assert first.created
+    assert not again.created
+    assert again.observation_id == first.observation_id
+    assert repo.counts()["observations"] == 1
+
+
+def test_rebuild_reproduces_the_derived_pieces(repo: Repository) -> None:
+    repo.add_observations(
+        [
+            obs("2025-01-01", ACROSS_BORDER),
+            obs(
+                "2025-01-05", None, reported_area_km2=12.0, reported_region="kursk", source="ua-gs"
+            ),
+        ]
+    )
+    flt = PieceFilter()
+    before = repo.history("kursk", flt) + repo.history("sumy", flt)
+    assert repo.rebuild_pieces() == 3
+    after = repo.history("kursk", flt) + repo.history("sumy", flt)
+    assert [
+        (p.observation_id, p.region, p.area_km2, p.reported_area_km2, p.valid_until) for p in after
+    ] == [
+        (p.observation_id, p.region, p.area_km2, p.reported_area_km2, p.valid_until) for p in before
+    ]
+
+
+def test_replacing_a_boundary_rebuilds_that_region(repo: Repository) -> None:
+    repo.add_observations([obs("2025-01-01", SUDZHA_BOX)])
+    region = repo.region("kursk")
+    smaller = box(35.2, 51.15, 35.3, 51.25)  # a (silly) new boundary cutting the box in half
+    repo.save_region("kursk", region.name, region.country, region.country_code, smaller)
+    [piece] = repo.in_force("kursk", day("2025-02-01"), PieceFilter())
+    assert piece.area_km2 == pytest.approx(geo.geodesic_area_km2(smaller), rel=1e-9)
+
+
+def test_seed_is_idempotent(empty_engine: Engine) -> None:
+    repo = Repository(empty_engine)
+    first = seed(repo, DATA_DIR)
+    counts = repo.counts()
+    second = seed(repo, DATA_DIR)
+    assert first.observations_added == counts["observations"] > 0
+    assert second.observations_added == 0
+    assert second.regions_changed == 0
+    assert repo.counts() == counts
+
+
+@pytest.mark.postgis
+def test_areas_agree_with_postgis_geography(postgis_engine: Engine) -> None:
+    with postgis_engine.connect() as c:
+        rows = c.execute(
+            text(
+                "SELECT slug, area_km2, ST_Area(boundary::geography) / 1e6 FROM regions "
+                "UNION ALL SELECT region, area_km2, ST_Area(geometry::geography) / 1e6 "
+                "FROM pieces WHERE geometry IS NOT NULL"
+            )
+        ).all()
+    assert len(rows) >= 30  # 28 boundaries and the illustrative polygons
+    for slug, ours, postgis in rows:
+        assert ours == pytest.approx(postgis, rel=1e-9, abs=1e-6), slug
+
+
+@pytest.mark.postgis
+def test_postgis_has_spatial_indexes(postgis_engine: Engine) -> None:
+    with postgis_engine.connect() as c:
+        gist = (
+            c.execute(text("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%USING gist%'"))
+            .scalars()
+            .all()
+        )
+        geometry_type = c.execute(
+            text("SELECT type FROM geometry_columns WHERE f_table_name = 'pieces'")
+        ).scalar()
+        srid = c.execute(select(func.ST_SRID(observations.c.geometry)).limit(1)).scalar()
+    assert set(gist) >= {
+        "ix_regions_boundary_gist",
+        "ix_observations_geometry_gist",
+        "ix_pieces_geometry_gist",
+    }
+    assert geometry_type == "MULTIPOLYGON"
+    assert srid == 4326
