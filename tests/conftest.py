@@ -171,6 +171,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(f"PostGIS tests passed: {_postgis_tests_run}")
+    if REQUIRE_POSTGIS and _postgis_tests_run == 0:
+        terminalreporter.write_line(
+            "FAILED: FRONTLINE_REQUIRE_POSTGIS=1 but no PostGIS test passed", red=True
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -335,3 +335,12 @@ def test_health(client: TestClient) -> None:
     body = client.get("/healthz").json()
     assert body["status"] == "ok"
     assert body["database"] in {"sqlite", "postgresql"}
+
+
+def test_head_answers_like_get_without_a_body(client: TestClient) -> None:
+    get = client.get("/regions/kursk/control?at=2025-04-26")
+    head = client.head("/regions/kursk/control?at=2025-04-26")
+    assert head.status_code == 200
+    assert head.headers["content-type"] == GEOJSON
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert head.content == b""

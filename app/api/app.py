@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from app import __version__
 from app.api import problems
+from app.api.middleware import HeadAsGet
 from app.api.routes import meta, regions
 from app.settings import Settings, get_settings
 from app.storage.database import create_db_engine, upgrade
@@ -69,6 +70,7 @@ def create_app(
         allow_methods=["GET", "HEAD", "OPTIONS"],
         allow_headers=["*"],
     )
+    app.add_middleware(HeadAsGet)
     problems.install(app)
     app.include_router(meta.router)
     app.include_router(regions.router)

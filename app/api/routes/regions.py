@@ -119,8 +119,8 @@ class SeriesQuery:
             "region": self.region,
             "party": self.party,
             "status": list(self.flt.statuses or []),
-            **members,
             "group_by": "account" if self.by_account else "source",
+            **members,
         }
 
 
