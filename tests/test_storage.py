@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 import shapely
-from shapely.geometry import box
+from shapely.geometry import MultiPolygon, Polygon, box
 from sqlalchemy import Engine, func, select, text
 
 from app.domain import geometry as geo
@@ -14,7 +14,8 @@ from app.domain.errors import InvalidInput
 from app.domain.model import Basis, NewObservation, Party, Source, SourceKind, Status
 from app.seed import load_regions, seed
 from app.storage.repository import PieceFilter, Repository
-from app.storage.tables import observations
+from app.storage.tables import observations, region_boundaries
+from app.storage.writer import geometry_hash
 from tests.conftest import DATA_DIR
 
 UTC = dt.UTC
@@ -200,3 +201,79 @@ def test_postgis_has_spatial_indexes(postgis_engine: Engine) -> None:
     }
     assert geometry_type == "MULTIPOLYGON"
     assert srid == 4326
+
+
+def test_an_empty_drawing_with_a_region_records_zero_ground(repo: Repository) -> None:
+    """How an import says 'the source no longer draws any of this ground here'."""
+    repo.add_observations([obs("2025-01-01", SUDZHA_BOX)])
+    ended = NewObservation(
+        source="osint-map",
+        party="UA",
+        status=Status.CONTROLLED,
+        basis=Basis.ASSESSED,
+        valid_from=day("2025-02-01"),
+        geometry=MultiPolygon(),
+        reported_region="kursk",
+    )
+    repo.add_observations([ended])
+    [piece] = repo.in_force("kursk", day("2025-03-01"), PieceFilter())
+    assert piece.area_km2 == 0
+    assert piece.geometry is None
+    assert repo.rebuild_pieces() == 2  # derivable from the raw records alone
+    [again] = repo.in_force("kursk", day("2025-03-01"), PieceFilter())
+    assert again.area_km2 == 0
+
+
+def test_group_head_confirmations_and_import_files(repo: Repository) -> None:
+    with repo.writer("importer") as w:
+        file_id = w.begin_import_file(
+            "osint-map", "2025-01-01.geojson", "ab" * 32, day("2025-01-01")
+        )
+        assert file_id is not None
+        [first] = w.add_observations([obs("2025-01-01", SUDZHA_BOX)], import_file_id=file_id)
+        assert w.begin_import_file("osint-map", "copy.geojson", "ab" * 32, None) is None
+    with repo.writer("importer") as w:
+        head = w.group_head("osint-map", "UA", "controlled", "assessed", day("2025-01-02"))
+        assert head is not None
+        assert head.observation_id == first.observation_id
+        assert head.geometry_hash == geometry_hash(geo.to_multipolygon(SUDZHA_BOX))
+        assert w.group_head("osint-map", "UA", "controlled", "assessed", day("2024-12-31")) is None
+        assert w.confirm(first.observation_id, day("2025-01-02"), None)
+        assert not w.confirm(first.observation_id, day("2025-01-02"), None)  # once per date
+        assert w.regions_of(first.observation_id) == ["kursk"]
+
+
+def test_geometry_hash_ignores_ring_start_and_orientation() -> None:
+    a = Polygon([(35.2, 51.15), (35.4, 51.15), (35.4, 51.25), (35.2, 51.25)])
+    b = Polygon([(35.4, 51.25), (35.4, 51.15), (35.2, 51.15), (35.2, 51.25)])
+    assert geometry_hash(MultiPolygon([a])) == geometry_hash(MultiPolygon([b]))
+    assert geometry_hash(MultiPolygon([a])) != geometry_hash(MultiPolygon([box(35, 51, 36, 52)]))
+
+
+def test_a_writer_that_fails_leaves_nothing(repo: Repository) -> None:
+    before = repo.counts()
+
+    def interrupted_import() -> None:
+        with repo.writer() as w:
+            w.add_observations([obs("2025-01-01", SUDZHA_BOX)])
+            w.begin_import_file("osint-map", "x.geojson", "cd" * 32, None)
+            raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        interrupted_import()
+    assert repo.counts() == before
+
+
+def test_replacing_a_boundary_keeps_the_old_one_in_history(repo: Repository) -> None:
+    region = repo.region("kursk")
+    repo.save_region("kursk", region.name, region.country, region.country_code, SUDZHA_BOX)
+    with repo.engine.connect() as c:
+        versions = c.execute(
+            select(region_boundaries.c.area_km2, region_boundaries.c.replaced_at)
+            .where(region_boundaries.c.region == "kursk")
+            .order_by(region_boundaries.c.id)
+        ).all()
+    assert len(versions) == 2
+    assert versions[0].area_km2 == pytest.approx(30_117, abs=1)
+    assert versions[0].replaced_at is not None
+    assert versions[1].replaced_at is None

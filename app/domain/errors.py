@@ -75,3 +75,29 @@ class UnknownCode(InvalidParameter):
             value=value,
             known=known,
         )
+
+
+class Conflict(DomainError):
+    """The request contradicts the record as it stands (e.g. correcting a superseded record)."""
+
+    problem = "conflict"
+    title = "Conflict"
+    status = 409
+
+
+class Unauthorized(DomainError):
+    problem = "unauthorized"
+    title = "Unauthorized"
+    status = 401
+
+
+class Forbidden(DomainError):
+    problem = "forbidden"
+    title = "Forbidden"
+    status = 403
+
+
+class PayloadTooLarge(DomainError):
+    problem = "payload-too-large"
+    title = "Payload too large"
+    status = 413

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from app.storage.types import Geometry, UTCDateTime
@@ -100,7 +101,13 @@ observations = Table(
     Column("retracted_at", UTCDateTime(), nullable=True),
     Column("retraction_reason", Text, nullable=True),
     Column("content_hash", String(64), nullable=False),
+    Column("geometry_hash", String(64), nullable=True),  # sha256 of the normalised WKB
+    Column("idempotency_key", String(200), nullable=True),
+    Column("retracted_by", String(64), nullable=True),
+    Column("import_file_id", Integer, nullable=True),
     Index("ix_observations_content_hash", "content_hash"),
+    Index("ix_observations_group_head", "source", "party", "status", "basis", "valid_from"),
+    Index("ix_observations_idempotency_key", "idempotency_key"),
     Index("ix_observations_source_valid_from", "source", "valid_from"),
     Index("ix_observations_supersedes", "supersedes"),
 )
@@ -129,4 +136,74 @@ pieces = Table(
     Index("ix_pieces_as_of", "region", "active", "valid_from", "valid_until"),
 )
 
-SPATIAL_COLUMNS = (("regions", "boundary"), ("observations", "geometry"), ("pieces", "geometry"))
+import_files = Table(
+    "import_files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(64), ForeignKey("sources.slug"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("moment", UTCDateTime(), nullable=True),
+    Column("imported_at", UTCDateTime(), nullable=False),
+    Column("recorded_by", String(64), nullable=True),
+    Column("summary", Text, nullable=True),  # JSON: what the import did with the file
+    UniqueConstraint("source", "sha256", name="uq_import_files_source_sha256"),
+)
+
+# "The same map again on this date": an unchanged snapshot, without its geometry again.
+confirmations = Table(
+    "confirmations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("observation_id", Integer, ForeignKey("observations.id"), nullable=False),
+    Column("confirmed_at", UTCDateTime(), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("recorded_by", String(64), nullable=True),
+    Column("import_file_id", Integer, ForeignKey("import_files.id"), nullable=True),
+    UniqueConstraint(
+        "observation_id", "confirmed_at", name="uq_confirmations_observation_id_confirmed_at"
+    ),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("scope", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256; never the token
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+region_boundaries = Table(
+    "region_boundaries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("region", String(64), ForeignKey("regions.slug"), nullable=False),
+    Column("boundary", Geometry(), nullable=False),
+    Column("area_km2", Float, nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("replaced_at", UTCDateTime(), nullable=True),
+    Column("recorded_by", String(64), nullable=True),
+    Column("note", Text, nullable=True),
+    Index("ix_region_boundaries_region", "region", "recorded_at"),
+)
+
+SPATIAL_COLUMNS = (
+    ("regions", "boundary"),
+    ("observations", "geometry"),
+    ("pieces", "geometry"),
+    ("region_boundaries", "boundary"),
+)
