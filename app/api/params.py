@@ -151,3 +151,18 @@ def piece_filter(
 
 def default_now() -> dt.datetime:
     return now()
+
+
+KnownAt = Annotated[
+    str | None,
+    Query(
+        description="Answer as the service would have at this moment: only what was recorded by "
+        f"then, before later corrections and retractions (cite it to make a figure "
+        f"reproducible). {MOMENT_HELP}",
+        examples=["2026-01-01T00:00:00Z"],
+    ),
+]
+
+
+def known_moment(value: str | None) -> dt.datetime | None:
+    return None if value is None else parse_moment(value, "known_at")

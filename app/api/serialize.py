@@ -7,7 +7,7 @@ from typing import Any
 
 from app.domain import geometry as geo
 from app.domain.asof import Change, Point, SeriesKey, Spread
-from app.domain.model import Piece, Region
+from app.domain.model import Piece, Region, Source
 from app.domain.timeutil import isoformat
 
 ILLUSTRATIVE_NOTICE = (
@@ -33,6 +33,17 @@ def region_feature(region: Region, with_geometry: bool = True) -> dict[str, Any]
             "country_code": region.country_code,
             "area_km2": km2(region.area_km2),
         },
+    }
+
+
+def source_json(source: Source) -> dict[str, Any]:
+    return {
+        "slug": source.slug,
+        "name": source.name,
+        "kind": source.kind.value,
+        "account": source.account,
+        "url": source.url,
+        "description": source.description,
     }
 
 
@@ -79,7 +90,8 @@ def piece_feature(piece: Piece) -> dict[str, Any]:
 def feature_collection(features: list[dict[str, Any]], **members: Any) -> dict[str, Any]:
     """A FeatureCollection; foreign members (region, at, …) describe the query answered."""
     illustrative = any(f["properties"].get("illustrative") for f in features)
-    out: dict[str, Any] = {"type": "FeatureCollection", **members}
+    out: dict[str, Any] = {"type": "FeatureCollection"}
+    out.update({k: v for k, v in members.items() if v is not None})
     if illustrative:
         out["illustrative"] = True
         out["notice"] = ILLUSTRATIVE_NOTICE

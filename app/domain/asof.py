@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from app.domain.model import AreaKind, Piece
@@ -60,6 +60,20 @@ def in_force(items: Iterable[T], at: dt.datetime, key: Callable[[T], Hashable]) 
         if item.valid_from <= at:
             latest[key(item)] = item
     return [item for item in latest.values() if item.valid_to is None or at < item.valid_to]
+
+
+def with_intervals(pieces: Iterable[Piece]) -> list[Piece]:
+    """The pieces with ``valid_until`` recomputed, per line of testimony, from these alone
+    (e.g. the record as it stood at an earlier moment)."""
+    groups: dict[Hashable, list[Piece]] = defaultdict(list)
+    for piece in chronological(pieces):
+        groups[group_key(piece)].append(piece)
+    out = [
+        replace(piece, valid_until=until)
+        for members in groups.values()
+        for piece, until in zip(members, validity_until(members), strict=True)
+    ]
+    return chronological(out)
 
 
 # --- series and changes ----------------------------------------------------------------------

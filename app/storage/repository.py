@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shapely.geometry import MultiPolygon
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.sql import ColumnElement, Select
 
+from app.domain import asof
 from app.domain.errors import UnknownRegion
 from app.domain.model import (
     Basis,
@@ -30,7 +31,14 @@ from app.domain.model import (
     SourceKind,
     Status,
 )
-from app.storage.tables import observations, parties, pieces, regions, sources
+from app.storage.tables import (
+    observations,
+    parties,
+    pieces,
+    region_boundaries,
+    regions,
+    sources,
+)
 from app.storage.writer import Writer, WriteResult
 
 __all__ = ["NONE", "PieceFilter", "Repository", "WriteResult"]
@@ -69,22 +77,38 @@ class Repository:
 
     # --- reference data -----------------------------------------------------------------------
 
-    def regions(self, with_boundary: bool = True) -> list[Region]:
-        cols = [regions.c.slug, regions.c.name, regions.c.country, regions.c.country_code]
-        cols.append(regions.c.area_km2)
-        if with_boundary:
-            cols.append(regions.c.boundary)
+    def _region_query(self, with_boundary: bool, known_at: dt.datetime | None) -> Select[Any]:
+        """Regions with their current boundary, or (``known_at``) the boundary they had then."""
+        if known_at is None:
+            cols: list[Any] = [regions.c.area_km2, regions.c.boundary]
+            query = select(regions.c.slug)
+        else:
+            b = region_boundaries
+            cols = [b.c.area_km2, b.c.boundary]
+            query = (
+                select(regions.c.slug)
+                .join(b, b.c.region == regions.c.slug)
+                .where(b.c.recorded_at <= known_at)
+                .where(or_(b.c.replaced_at.is_(None), b.c.replaced_at > known_at))
+            )
+        names = [regions.c.name, regions.c.country, regions.c.country_code, cols[0]]
+        return query.add_columns(*names, *(cols[1:] if with_boundary else []))
+
+    def regions(
+        self, with_boundary: bool = True, known_at: dt.datetime | None = None
+    ) -> list[Region]:
+        query = self._region_query(with_boundary, known_at)
         with self.engine.connect() as c:
-            rows = c.execute(select(*cols).order_by(regions.c.country, regions.c.slug)).all()
+            rows = c.execute(query.order_by(regions.c.country, regions.c.slug)).all()
         return [Region(*row) for row in rows]
 
-    def region(self, slug: str, with_boundary: bool = True) -> Region:
-        cols = [regions.c.slug, regions.c.name, regions.c.country, regions.c.country_code]
-        cols.append(regions.c.area_km2)
-        if with_boundary:
-            cols.append(regions.c.boundary)
+    def region(
+        self, slug: str, with_boundary: bool = True, known_at: dt.datetime | None = None
+    ) -> Region:
+        """One region; ``UnknownRegion`` (404, naming the known ones) when there is none."""
+        query = self._region_query(with_boundary, known_at).where(regions.c.slug == slug)
         with self.engine.connect() as c:
-            row = c.execute(select(*cols).where(regions.c.slug == slug)).first()
+            row = c.execute(query).first()
             if row is None:
                 known = c.execute(select(regions.c.slug)).scalars().all()
                 raise UnknownRegion(slug, known)
@@ -159,7 +183,15 @@ class Repository:
 
     # --- reads --------------------------------------------------------------------------------
 
-    def _piece_query(self, region: str, flt: PieceFilter, with_geometry: bool) -> Select[Any]:
+    def _piece_query(
+        self,
+        region: str,
+        flt: PieceFilter,
+        with_geometry: bool,
+        known_at: dt.datetime | None = None,
+    ) -> Select[Any]:
+        """Pieces of a region with their observation's fields; current ones, or (``known_at``)
+        those the service knew then, superseded and retracted ones as they stood."""
         cols: list[Any] = [
             pieces.c.observation_id,
             pieces.c.region,
@@ -189,8 +221,12 @@ class Repository:
             .select_from(pieces)
             .join(observations, observations.c.id == pieces.c.observation_id)
             .join(sources, sources.c.slug == pieces.c.source)
-            .where(pieces.c.region == region, pieces.c.active.is_(True))
+            .where(pieces.c.region == region)
         )
+        if known_at is None:
+            query = query.where(pieces.c.active.is_(True))
+        else:
+            query = query.where(*_known_then(known_at))
         if flt.parties is not None:
             query = query.where(_in(pieces.c.party, flt.parties))
         if flt.statuses is not None:
@@ -202,15 +238,43 @@ class Repository:
         return query.order_by(pieces.c.valid_from, pieces.c.observation_id)
 
     def in_force(
-        self, region: str, at: dt.datetime, flt: PieceFilter, with_geometry: bool = True
+        self,
+        region: str,
+        at: dt.datetime,
+        flt: PieceFilter,
+        with_geometry: bool = True,
+        known_at: dt.datetime | None = None,
     ) -> list[Piece]:
-        """The pieces in force at ``at``: at most one per (party, status, source, basis)."""
-        query = self._piece_query(region, flt, with_geometry).where(
-            pieces.c.valid_from <= at,
-            or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > at),
-        )
+        """The pieces in force at ``at``: at most one per (party, status, source, basis).
+
+        With ``known_at``, as the service would have answered at that moment: only what was
+        recorded by then, before later corrections and retractions. Validity intervals are then
+        recomputed from that record (the stored ``valid_until`` reflects the present).
+        """
+        if known_at is None:
+            query = self._piece_query(region, flt, with_geometry).where(
+                pieces.c.valid_from <= at,
+                or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > at),
+            )
+            with self.engine.connect() as c:
+                return [_piece(row) for row in c.execute(query).mappings()]
+        chosen = [
+            p
+            for p in self.history(region, flt, known_at=known_at)
+            if p.valid_from <= at and (p.valid_until is None or at < p.valid_until)
+        ]
+        if not with_geometry or not chosen:
+            return chosen
         with self.engine.connect() as c:
-            return [_piece(row) for row in c.execute(query).mappings()]
+            shapes = dict(
+                c.execute(
+                    select(pieces.c.observation_id, pieces.c.geometry).where(
+                        pieces.c.region == region,
+                        pieces.c.observation_id.in_([p.observation_id for p in chosen]),
+                    )
+                ).all()
+            )
+        return [replace(p, geometry=shapes.get(p.observation_id)) for p in chosen]
 
     def history(
         self,
@@ -218,15 +282,22 @@ class Repository:
         flt: PieceFilter,
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
+        known_at: dt.datetime | None = None,
     ) -> list[Piece]:
-        """Every piece of a region in time order (no geometry), optionally within [start, end]."""
-        query = self._piece_query(region, flt, with_geometry=False)
-        if start is not None:
-            query = query.where(pieces.c.valid_from >= start)
-        if end is not None:
-            query = query.where(pieces.c.valid_from <= end)
+        """Every piece of a region in time order (no geometry), optionally within [start, end].
+
+        With ``known_at``: the record as it stood then, with validity intervals recomputed.
+        """
+        query = self._piece_query(region, flt, with_geometry=False, known_at=known_at)
         with self.engine.connect() as c:
-            return [_piece(row) for row in c.execute(query).mappings()]
+            found = [_piece(row) for row in c.execute(query).mappings()]
+        if known_at is not None:
+            found = asof.with_intervals(found)
+        return [
+            p
+            for p in found
+            if (start is None or p.valid_from >= start) and (end is None or p.valid_from <= end)
+        ]
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as c:
@@ -238,6 +309,18 @@ class Repository:
     def is_empty(self) -> bool:
         with self.engine.connect() as c:
             return c.execute(select(regions.c.slug).limit(1)).first() is None
+
+
+def _known_then(known_at: dt.datetime) -> list[ColumnElement[bool]]:
+    """Observations as the record stood at ``known_at``."""
+    newer = observations.alias("newer")
+    return [
+        observations.c.recorded_at <= known_at,
+        or_(observations.c.retracted_at.is_(None), observations.c.retracted_at > known_at),
+        ~select(newer.c.id)
+        .where(newer.c.supersedes == observations.c.id, newer.c.recorded_at <= known_at)
+        .exists(),
+    ]
 
 
 def _qualifier(value: str | None) -> Qualifier | None:

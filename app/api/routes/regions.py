@@ -16,6 +16,7 @@ from app.api.params import (
     Accounts,
     At,
     From,
+    KnownAt,
     Parties,
     PartyOne,
     Sources,
@@ -23,6 +24,7 @@ from app.api.params import (
     StatusesDefaultControlled,
     To,
     default_now,
+    known_moment,
     moment,
     ordered_range,
     piece_filter,
@@ -55,16 +57,19 @@ def list_regions(
     geometry: Annotated[
         bool, Query(description="Include boundaries (false: properties and bbox only).")
     ] = True,
+    known_at: KnownAt = None,
 ) -> GeoJSON:
-    regions = repo.regions(with_boundary=True)
-    return GeoJSON(out.feature_collection([out.region_feature(r, geometry) for r in regions]))
+    known = known_moment(known_at)
+    regions = repo.regions(with_boundary=True, known_at=known)
+    features = [out.region_feature(r, geometry) for r in regions]
+    return GeoJSON(out.feature_collection(features, known_at=isoformat(known)))
 
 
 @router.get(
     "/{slug}", response_class=GeoJSON, responses=GEOJSON_CONTENT, summary="One region as a Feature"
 )
-def get_region(slug: Slug, repo: Repo) -> GeoJSON:
-    return GeoJSON(out.region_feature(repo.region(slug)))
+def get_region(slug: Slug, repo: Repo, known_at: KnownAt = None) -> GeoJSON:
+    return GeoJSON(out.region_feature(repo.region(slug, known_at=known_moment(known_at))))
 
 
 @router.get(
@@ -88,13 +93,16 @@ def control(
     status: Statuses = None,
     source: Sources = None,
     account: Accounts = None,
+    known_at: KnownAt = None,
 ) -> GeoJSON:
-    region = repo.region(slug, with_boundary=False)
+    known = known_moment(known_at)
+    region = repo.region(slug, with_boundary=False, known_at=known)
     moment_ = moment(at, "at", default_now())
     flt = piece_filter(repo, party, status, source, account)
-    pieces = repo.in_force(region.slug, moment_, flt)
+    pieces = repo.in_force(region.slug, moment_, flt, known_at=known)
     features = [out.piece_feature(p) for p in asof.chronological(pieces)]
-    return GeoJSON(out.feature_collection(features, region=region.slug, at=isoformat(moment_)))
+    members = {"region": region.slug, "at": isoformat(moment_), "known_at": isoformat(known)}
+    return GeoJSON(out.feature_collection(features, **members))
 
 
 def _wants_csv(format_: str | None, accept: str | None) -> bool:
@@ -112,6 +120,7 @@ class SeriesQuery:
     party: str | None
     flt: PieceFilter
     by_account: bool
+    known_at: dt.datetime | None
 
     def head(self, **members: Any) -> dict[str, Any]:
         """The members that open every series answer: what was asked."""
@@ -120,6 +129,7 @@ class SeriesQuery:
             "party": self.party,
             "status": list(self.flt.statuses or []),
             "group_by": "account" if self.by_account else "source",
+            "known_at": isoformat(self.known_at),
             **members,
         }
 
@@ -131,11 +141,13 @@ def series_query(
     status: StatusesDefaultControlled = None,
     source: Sources = None,
     account: Accounts = None,
+    known_at: KnownAt = None,
 ) -> SeriesQuery:
-    region = repo.region(slug, with_boundary=False)
+    known = known_moment(known_at)
+    region = repo.region(slug, with_boundary=False, known_at=known)
     flt = piece_filter(repo, [party], status, source, account, default_status=Status.CONTROLLED)
     party_code = flt.parties[0] if flt.parties else None
-    return SeriesQuery(region.slug, party_code, flt, by_account=account is not None)
+    return SeriesQuery(region.slug, party_code, flt, account is not None, known)
 
 
 def two_moments(
@@ -183,7 +195,7 @@ def area(
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     start, end = ordered_range(from_, to, required=False)
-    series = asof.series(repo.history(q.region, q.flt, start, end), q.by_account)
+    series = asof.series(repo.history(q.region, q.flt, start, end, q.known_at), q.by_account)
     if kind is not None:
         series = {k: [p for p in pts if p.kind.value == kind] for k, pts in series.items()}
         series = {k: pts for k, pts in series.items() if pts}
@@ -216,8 +228,8 @@ def area(
 )
 def change(q: Series, moments: TwoMoments, repo: Repo) -> JSON:
     start, end = moments
-    before = repo.in_force(q.region, start, q.flt, with_geometry=False)
-    after = repo.in_force(q.region, end, q.flt, with_geometry=False)
+    before = repo.in_force(q.region, start, q.flt, with_geometry=False, known_at=q.known_at)
+    after = repo.in_force(q.region, end, q.flt, with_geometry=False, known_at=q.known_at)
     changes = asof.changes(before, after, q.by_account)
     return JSON(
         q.head(
@@ -241,8 +253,8 @@ def change(q: Series, moments: TwoMoments, repo: Repo) -> JSON:
 )
 def change_geometry(q: Series, moments: TwoMoments, repo: Repo) -> GeoJSON:
     start, end = moments
-    before = repo.in_force(q.region, start, q.flt)
-    after = repo.in_force(q.region, end, q.flt)
+    before = repo.in_force(q.region, start, q.flt, known_at=q.known_at)
+    after = repo.in_force(q.region, end, q.flt, known_at=q.known_at)
     features: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     for item in asof.changes(before, after, q.by_account):
@@ -288,7 +300,7 @@ def change_geometry(q: Series, moments: TwoMoments, repo: Repo) -> GeoJSON:
 )
 def claims(q: Series, repo: Repo, at: At = None) -> JSON:
     moment_ = moment(at, "at", default_now())
-    pieces = repo.in_force(q.region, moment_, q.flt, with_geometry=False)
+    pieces = repo.in_force(q.region, moment_, q.flt, with_geometry=False, known_at=q.known_at)
     names = {s.slug: s.name for s in repo.sources()}
     ordered = sorted(
         pieces, key=lambda p: (p.best_area_km2 is None, -(p.best_area_km2 or 0.0), p.source)
