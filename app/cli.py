@@ -84,6 +84,44 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    from app.domain.tokens import Scope
+    from app.storage.database import upgrade
+    from app.storage.tokens import Tokens
+
+    repo = _repo()
+    upgrade(repo.engine)  # a token is often the first thing made on a new database
+    token = Tokens(repo.engine).create(args.name, Scope(args.scope))
+    print(token)
+    print(
+        f"Token {args.name!r} (scope {args.scope}). It is shown this once and stored only as a "
+        "hash: keep it now. Send it as 'Authorization: Bearer <token>'.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    from app.domain.timeutil import isoformat
+    from app.storage.tokens import Tokens
+
+    found = Tokens(_repo().engine).list()
+    if not found:
+        print("no tokens yet: frontline tokens create --name NAME --scope write|admin")
+    for t in found:
+        state = f"revoked {isoformat(t.revoked_at)}" if t.revoked_at else "active"
+        print(f"{t.name}\t{t.scope.value}\tcreated {isoformat(t.created_at)}\t{state}")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    from app.storage.tokens import Tokens
+
+    Tokens(_repo().engine).revoke(args.name)
+    print(f"token {args.name!r} revoked")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="frontline",
@@ -115,6 +153,26 @@ def build_parser() -> argparse.ArgumentParser:
         "seed", help="load the shipped regions, parties, sources and seed timeline (idempotent)"
     )
     seed.set_defaults(func=cmd_seed)
+
+    tokens = commands.add_parser("tokens", help="bearer tokens for writing through the API")
+    token_commands = tokens.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser(
+        "create", help="make a token and print it once (only its hash is stored)"
+    )
+    create.add_argument("--name", required=True, help="who or what uses it, e.g. kyiv-desk")
+    create.add_argument(
+        "--scope",
+        required=True,
+        choices=["write", "admin"],
+        help="write: observations; admin: also sources, parties, region boundaries",
+    )
+    create.set_defaults(func=cmd_tokens_create)
+    token_commands.add_parser("list", help="list tokens (names, scopes, state)").set_defaults(
+        func=cmd_tokens_list
+    )
+    revoke = token_commands.add_parser("revoke", help="revoke a token by name")
+    revoke.add_argument("name", help="the token's name")
+    revoke.set_defaults(func=cmd_tokens_revoke)
 
     rebuild = commands.add_parser(
         "rebuild", help="recompute derived per-region pieces and areas from the raw observations"

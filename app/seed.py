@@ -57,7 +57,9 @@ def seed(repo: Repository, data_dir: Path) -> SeedReport:
         report.sources_changed += repo.save_source(Source(**item))
     for path in sorted(seed_dir.glob("*.geojson")):
         features = _read(path)["features"]
-        items = [parse_feature(f, f"{path.name} feature {i}") for i, f in enumerate(features)]
+        items = [
+            parse_feature(f, f"{path.name} feature {i}").observation for i, f in enumerate(features)
+        ]
         for result in repo.add_observations(items, recorded_by="seed"):
             if result.created:
                 report.observations_added += 1

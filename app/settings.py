@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         default=["*"],
         description="Origins allowed to read the API from a browser (map front-ends).",
     )
+    require_token_for_reads: bool = Field(
+        default=False, description="Reads need a bearer token too (any scope); writes always do."
+    )
+    max_body_bytes: int = Field(
+        default=50 * 1024 * 1024, description="Largest request body accepted (413 beyond)."
+    )
     public_url: str | None = Field(
         default=None, description="External base URL, when the service runs behind a proxy."
     )

@@ -28,7 +28,20 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["serve"], ["db"], ["db", "upgrade"], ["db", "current"], ["seed"], ["rebuild"]]
+    "command",
+    [
+        [],
+        ["serve"],
+        ["db"],
+        ["db", "upgrade"],
+        ["db", "current"],
+        ["seed"],
+        ["rebuild"],
+        ["tokens"],
+        ["tokens", "create"],
+        ["tokens", "list"],
+        ["tokens", "revoke"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = run(*command, "--help")
@@ -113,3 +126,24 @@ def test_serve_migrates_seeds_and_answers_over_http(empty_engine: Engine) -> Non
         output, _ = process.communicate(timeout=20)
     assert f"API:  {base}/" in output
     assert f"docs: {base}/docs" in output
+
+
+def test_tokens_create_list_revoke(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'atlas.db'}"}
+    created = run("tokens", "create", "--name", "kyiv-desk", "--scope", "write", env=env)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("fat_")
+    assert len(token) > 40
+    assert "shown this once" in created.stderr
+    listed = run("tokens", "list", env=env).stdout
+    assert "kyiv-desk\twrite" in listed
+    assert token not in listed
+    again = run("tokens", "create", "--name", "kyiv-desk", "--scope", "admin", env=env)
+    assert again.returncode == 2
+    assert "exists already" in again.stderr
+    assert run("tokens", "revoke", "kyiv-desk", env=env).returncode == 0
+    assert "revoked" in run("tokens", "list", env=env).stdout
+    missing = run("tokens", "revoke", "nobody", env=env)
+    assert missing.returncode == 2
+    assert "No active token named 'nobody'" in missing.stderr

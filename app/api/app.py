@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from sqlalchemy import Engine
 
 from app import __version__
 from app.api import problems
+from app.api.auth import read_access
 from app.api.middleware import HeadAsGet
-from app.api.routes import meta, regions
+from app.api.routes import admin, meta, observations, regions
 from app.settings import Settings, get_settings
 from app.storage.database import create_db_engine, upgrade
 from app.storage.repository import Repository
@@ -57,6 +58,7 @@ def create_app(
         description=DESCRIPTION,
         openapi_tags=[
             {"name": "regions", "description": "Regions and the claims about their ground."},
+            {"name": "observations", "description": "Write, correct, retract; read history."},
             {"name": "reference", "description": "Parties and sources."},
             {"name": "service", "description": "Landing page, health, problem types."},
         ],
@@ -67,11 +69,14 @@ def create_app(
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
-        allow_methods=["GET", "HEAD", "OPTIONS"],
+        allow_methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE"],
         allow_headers=["*"],
     )
     app.add_middleware(HeadAsGet)
     problems.install(app)
+    reads = [Depends(read_access)]  # public unless REQUIRE_TOKEN_FOR_READS
     app.include_router(meta.router)
-    app.include_router(regions.router)
+    app.include_router(regions.router, dependencies=reads)
+    app.include_router(observations.router)
+    app.include_router(admin.router)
     return app

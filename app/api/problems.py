@@ -35,6 +35,26 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "Data offered for writing cannot be stored as it is. Nothing was written.",
     ),
     "not-found": ("Not found", "There is nothing at this address."),
+    "conflict": (
+        "Conflict",
+        "The request contradicts the record as it stands, e.g. correcting an observation that has "
+        "already been corrected or retracted. The detail names the record to act on instead.",
+    ),
+    "unauthorized": (
+        "Unauthorized",
+        "This needs a bearer token: send `Authorization: Bearer <token>`. An administrator makes "
+        "one with `frontline tokens create --name NAME --scope write`.",
+    ),
+    "forbidden": ("Forbidden", "The token is valid but its scope does not allow this."),
+    "payload-too-large": (
+        "Payload too large",
+        "The body is larger than the service accepts (MAX_BODY_BYTES). Split the "
+        "FeatureCollection, or use `frontline import` for archives.",
+    ),
+    "malformed-body": (
+        "Malformed body",
+        "The body is not valid JSON. The detail gives the line and column where parsing stopped.",
+    ),
     "http-error": ("HTTP error", "A generic HTTP error; the status and detail say more."),
     "internal-error": (
         "Internal error",
@@ -75,7 +95,9 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return problem_response(request, exc.status, exc.problem, exc.detail, exc.title, **exc.extra)
+    return problem_response(
+        request, exc.status, exc.problem, exc.detail, exc.title, headers=exc.headers, **exc.extra
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 
 class DomainError(Exception):
@@ -12,6 +12,7 @@ class DomainError(Exception):
     problem = "domain-error"
     title = "Error"
     status = 400
+    headers: ClassVar[dict[str, str] | None] = None  # extra HTTP headers for the answer
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -89,6 +90,9 @@ class Unauthorized(DomainError):
     problem = "unauthorized"
     title = "Unauthorized"
     status = 401
+    headers: ClassVar[dict[str, str] | None] = {
+        "WWW-Authenticate": 'Bearer realm="frontline-atlas"'
+    }
 
 
 class Forbidden(DomainError):
@@ -101,3 +105,9 @@ class PayloadTooLarge(DomainError):
     problem = "payload-too-large"
     title = "Payload too large"
     status = 413
+
+
+class MalformedBody(DomainError):
+    problem = "malformed-body"
+    title = "Malformed body"
+    status = 400

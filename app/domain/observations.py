@@ -1,20 +1,30 @@
-"""Reading an observation from a GeoJSON Feature, with errors a person can act on."""
+"""Reading an observation from a GeoJSON Feature, with errors a person can act on.
+
+Every problem names where it is: the feature (its index in a collection, and its ``id`` when it
+has one), the JSON pointer into the document, and what to do about it.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from shapely.geometry import MultiPolygon
 from shapely.geometry.base import BaseGeometry
 
 from app.domain import geometry as geo
 from app.domain.errors import InvalidInput
 from app.domain.model import Basis, Citation, NewObservation, Qualifier, Status
-from app.domain.timeutil import as_utc
+from app.domain.timeutil import as_utc, isoformat, now
+
+# A source's clock may run a little ahead of ours; further in the future is a mistake.
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 
 
 class CitationIn(BaseModel):
@@ -33,8 +43,7 @@ class ObservationProperties(BaseModel):
 
     source: str = Field(description="Slug of the source that gives this observation.")
     party: str | None = Field(
-        default=None,
-        description="Code of the party (UA, RU, …); null for an unattributed grey zone.",
+        default=None, description="Party code (UA, RU, …); null for an unattributed grey zone."
     )
     status: Status = Status.CONTROLLED
     basis: Basis = Basis.ASSESSED
@@ -53,6 +62,12 @@ class ObservationProperties(BaseModel):
         return value.upper() if value else value
 
 
+@dataclass(frozen=True)
+class Parsed:
+    observation: NewObservation
+    warnings: tuple[str, ...] = field(default=())
+
+
 def _moment(value: dt.datetime | dt.date | None) -> dt.datetime | None:
     """A date alone in stored data means the start of that day, UTC."""
     if value is None:
@@ -62,33 +77,124 @@ def _moment(value: dt.datetime | dt.date | None) -> dt.datetime | None:
     return dt.datetime.combine(value, dt.time.min, tzinfo=dt.UTC)
 
 
-def parse_geometry(raw: Any, where: str) -> BaseGeometry | None:
+def feature_label(feature: Any, index: int | None) -> str:
+    """How errors name a feature: 'feature 3 (id "x")' or just 'the feature'."""
+    fid = feature.get("id") if isinstance(feature, dict) else None
+    name = f"feature {index}" if index is not None else "the feature"
+    return f"{name} (id {json.dumps(fid)})" if fid is not None else name
+
+
+def _fail(where: str, pointer: str, message: str, **extra: Any) -> InvalidInput:
+    return InvalidInput(f"{where}: {message}", pointer=pointer, **extra)
+
+
+def _check_rings(raw: dict[str, Any], where: str, pointer: str) -> None:
+    """Structure, closure, length and range of the rings, before shapely silently fixes any."""
+    kind = raw["type"]
+    coords = raw.get("coordinates")
+    polygons = [coords] if kind == "Polygon" else coords
+    if not isinstance(polygons, list) or (kind == "Polygon" and not polygons):
+        raise _fail(where, f"{pointer}/coordinates", f"a {kind} needs a list of rings.")
+    swapped = True
+    out_of_range: list[float] | None = None
+    for p, rings in enumerate(polygons):
+        base = f"{pointer}/coordinates" + ("" if kind == "Polygon" else f"/{p}")
+        if not isinstance(rings, list) or not rings:
+            raise _fail(where, base, "each polygon needs at least one ring (its exterior).")
+        for r, ring in enumerate(rings):
+            at = f"{base}/{r}"
+            ok = isinstance(ring, list) and all(
+                isinstance(pos, list)
+                and len(pos) >= 2
+                and all(isinstance(v, int | float) and math.isfinite(v) for v in pos[:3])
+                for pos in ring
+            )
+            if not ok:
+                raise _fail(where, at, "a ring is a list of [longitude, latitude] positions.")
+            if len(ring) < 4:
+                raise _fail(
+                    where,
+                    at,
+                    f"ring {r} has {len(ring)} positions; a ring needs at least 4 "
+                    "(3 corners and the first position repeated at the end).",
+                )
+            if ring[0][:2] != ring[-1][:2]:
+                raise _fail(
+                    where,
+                    at,
+                    f"ring {r} is not closed: it starts at {ring[0][:2]} and ends at "
+                    f"{ring[-1][:2]}; repeat the first position at the end.",
+                )
+            for pos in ring:
+                lon, lat = pos[0], pos[1]
+                if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+                    out_of_range = out_of_range or [lon, lat]
+                if not (-90 <= lon <= 90 and -180 <= lat <= 180):
+                    swapped = False
+    if out_of_range is not None:
+        hint = (
+            " It looks like latitude and longitude are swapped: GeoJSON puts longitude first."
+            if swapped
+            else ""
+        )
+        raise _fail(
+            where,
+            f"{pointer}/coordinates",
+            f"coordinates out of range: {out_of_range} (longitude must be within -180..180, "
+            f"latitude within -90..90).{hint}",
+        )
+
+
+def parse_geometry(
+    raw: Any, where: str, pointer: str = "/geometry", repair: bool = False
+) -> tuple[BaseGeometry | None, list[str]]:
+    """A GeoJSON Polygon/MultiPolygon (or null) to shapely; with ``repair``, invalid polygons
+    are repaired with ``make_valid`` and a warning says what was done."""
     if raw is None:
-        return None
+        return None, []
     if not isinstance(raw, dict) or raw.get("type") not in {"Polygon", "MultiPolygon"}:
         kind = raw.get("type") if isinstance(raw, dict) else type(raw).__name__
-        raise InvalidInput(f"{where}: geometry must be a Polygon or MultiPolygon, not {kind}.")
-    try:
-        shape = geo.from_geojson(raw)
-    except (ValueError, TypeError, AttributeError, IndexError, shapely.errors.GEOSException) as e:
-        raise InvalidInput(f"{where}: the geometry cannot be read: {e}.") from None
-    minx, miny, maxx, maxy = shape.bounds
-    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise InvalidInput(
-            f"{where}: coordinates are out of range (lon -180..180, lat -90..90); bounds are "
-            f"{shape.bounds}. GeoJSON puts longitude first."
+        raise _fail(
+            where,
+            pointer,
+            f"the geometry must be a Polygon or a MultiPolygon (territory), not {kind}.",
         )
-    if not shape.is_valid:
-        raise InvalidInput(
-            f"{where}: the polygon is invalid: {shapely.is_valid_reason(shape)}.",
+    _check_rings(raw, where, pointer)
+    shape = geo.from_geojson(raw)
+    if shape.is_empty:
+        return MultiPolygon(), []
+    if shape.is_valid:
+        return shape, []
+    reason = shapely.is_valid_reason(shape)
+    if not repair:
+        raise _fail(
+            where,
+            pointer,
+            f"the polygon is invalid: {reason}. Fix it, or send it with ?repair=true to have it "
+            "repaired (shapely make_valid).",
+            reason=reason,
         )
-    return shape
+    repaired = geo.polygonal_part(shapely.make_valid(shape))
+    if repaired is None:
+        raise _fail(where, pointer, f"the polygon is invalid ({reason}) and has no area left.")
+    before, after = geo.geodesic_area_km2(shape.buffer(0)), geo.geodesic_area_km2(repaired)
+    return repaired, [
+        f"{where}: repaired an invalid polygon ({reason}) with make_valid; "
+        f"area {after:.3f} km² (the input, read as drawn, measured {before:.3f} km²)."
+    ]
 
 
-def parse_feature(feature: dict[str, Any], where: str = "feature") -> NewObservation:
+def parse_feature(
+    feature: Any,
+    where: str = "the feature",
+    pointer: str = "",
+    repair: bool = False,
+    now_: dt.datetime | None = None,
+) -> Parsed:
     """A GeoJSON Feature (properties = observation fields) to a :class:`NewObservation`."""
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
-        raise InvalidInput(f"{where}: expected a GeoJSON Feature.")
+        kind = feature.get("type") if isinstance(feature, dict) else type(feature).__name__
+        raise _fail(where, pointer or "/", f"expected a GeoJSON Feature, got {kind}.")
     try:
         props = ObservationProperties.model_validate(feature.get("properties") or {})
     except ValidationError as e:
@@ -96,34 +202,88 @@ def parse_feature(feature: dict[str, Any], where: str = "feature") -> NewObserva
             f"{'.'.join(str(p) for p in err['loc']) or 'properties'}: {err['msg']}"
             for err in e.errors()
         )
-        raise InvalidInput(f"{where}: {problems}.") from None
-    shape = parse_geometry(feature.get("geometry"), where)
+        raise _fail(where, f"{pointer}/properties", f"{problems}.") from None
+    shape, warnings = parse_geometry(feature.get("geometry"), where, f"{pointer}/geometry", repair)
+    empty = shape is not None and shape.is_empty
+    if empty and not props.reported_region:
+        raise _fail(
+            where,
+            f"{pointer}/geometry",
+            "an empty geometry means 'none of this ground in a region'; name the region in "
+            "reported_region.",
+        )
     if shape is None and props.reported_area_km2 is None and not props.note:
-        raise InvalidInput(f"{where}: give a geometry, a reported_area_km2, or at least a note.")
+        raise _fail(
+            where, pointer or "/", "give a geometry, a reported_area_km2, or at least a note."
+        )
     if props.reported_area_km2 is not None and not props.reported_region:
-        raise InvalidInput(f"{where}: reported_area_km2 needs reported_region (a region slug).")
+        raise _fail(
+            where,
+            f"{pointer}/properties/reported_region",
+            "reported_area_km2 needs reported_region.",
+        )
     valid_from = _moment(props.valid_from)
     valid_to = _moment(props.valid_to)
     assert valid_from is not None
+    current = now_ or now()
+    if valid_from > current + FUTURE_TOLERANCE:
+        raise _fail(
+            where,
+            f"{pointer}/properties/valid_from",
+            f"valid_from {isoformat(valid_from)} is in the future "
+            f"(it is now {isoformat(current)}).",
+        )
     if valid_to is not None and valid_to <= valid_from:
-        raise InvalidInput(
-            f"{where}: valid_to ({valid_to}) must be after valid_from ({valid_from})."
+        raise _fail(
+            where,
+            f"{pointer}/properties/valid_to",
+            f"valid_to ({isoformat(valid_to)}) must be after valid_from ({isoformat(valid_from)}).",
         )
     c = props.citation
-    return NewObservation(
-        source=props.source,
-        party=props.party,
-        status=props.status,
-        basis=props.basis,
-        valid_from=valid_from,
-        valid_to=valid_to,
-        geometry=None if shape is None else geo.to_multipolygon(shape),
-        reported_area_km2=props.reported_area_km2,
-        reported_region=props.reported_region,
-        reported_qualifier=props.reported_qualifier,
-        citation=Citation(c.url, c.title, c.publisher, _moment(c.published_at)),
-        note=props.note,
-        illustrative=props.illustrative,
+    geometry = None if shape is None else (shape if empty else geo.to_multipolygon(shape))
+    return Parsed(
+        NewObservation(
+            source=props.source,
+            party=props.party,
+            status=props.status,
+            basis=props.basis,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            geometry=geometry,
+            reported_area_km2=props.reported_area_km2,
+            reported_region=props.reported_region,
+            reported_qualifier=props.reported_qualifier,
+            citation=Citation(c.url, c.title, c.publisher, _moment(c.published_at)),
+            note=props.note,
+            illustrative=props.illustrative,
+        ),
+        tuple(warnings),
+    )
+
+
+def parse_document(document: Any, repair: bool = False) -> tuple[list[Parsed], list[str]]:
+    """A Feature or a FeatureCollection of observations; returns them with their labels.
+
+    One bad feature refuses the whole document: the error names it.
+    """
+    if isinstance(document, dict) and document.get("type") == "FeatureCollection":
+        features = document.get("features")
+        if not isinstance(features, list) or not features:
+            raise InvalidInput("the FeatureCollection has no features.", pointer="/features")
+        labels = [feature_label(f, i) for i, f in enumerate(features)]
+        current = now()
+        parsed = [
+            parse_feature(f, labels[i], f"/features/{i}", repair, current)
+            for i, f in enumerate(features)
+        ]
+        return parsed, labels
+    if isinstance(document, dict) and document.get("type") == "Feature":
+        label = feature_label(document, None)
+        return [parse_feature(document, label, "", repair)], [label]
+    kind = document.get("type") if isinstance(document, dict) else type(document).__name__
+    raise InvalidInput(
+        f"expected a GeoJSON Feature or FeatureCollection of observations, got {kind}.",
+        pointer="/",
     )
 
 

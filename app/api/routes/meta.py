@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Request
 from sqlalchemy import text
 
 from app import __version__
+from app.api import serialize as out
 from app.api.deps import Repo
 from app.api.problems import PROBLEM_TYPES
 from app.api.responses import JSON
@@ -55,19 +56,7 @@ def parties(repo: Repo) -> JSON:
     summary="Sources: who gives the figures and polygons, and which party each speaks for",
 )
 def sources(repo: Repo) -> JSON:
-    return JSON(
-        [
-            {
-                "slug": s.slug,
-                "name": s.name,
-                "kind": s.kind.value,
-                "account": s.account,
-                "url": s.url,
-                "description": s.description,
-            }
-            for s in repo.sources()
-        ]
-    )
+    return JSON([out.source_json(s) for s in repo.sources()])
 
 
 @router.get("/problems/{slug}", tags=["service"], summary="What a problem type means")

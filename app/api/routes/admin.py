@@ -1,0 +1,145 @@
+"""Reference data: one source or party; and, with an ``admin`` token, adding sources and
+parties and replacing region boundaries (the old boundary stays in history)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from app.api import serialize as out
+from app.api.auth import Admin, read_access
+from app.api.body import read_json
+from app.api.deps import Repo
+from app.api.responses import JSON, GeoJSON
+from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.model import Party, Source, SourceKind
+from app.domain.observations import feature_label, parse_geometry
+
+router = APIRouter(tags=["reference"])
+
+SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+class SourceIn(BaseModel):
+    slug: str = Field(pattern=SLUG.pattern, max_length=64, examples=["deepstate"])
+    name: str = Field(min_length=1, examples=["DeepStateMap"])
+    kind: SourceKind = Field(examples=["osint"])
+    account: str | None = Field(
+        default=None, description="Party the source speaks for, if any.", examples=[None]
+    )
+    url: str | None = Field(default=None, examples=["https://deepstatemap.live"])
+    description: str | None = None
+
+
+class PartyIn(BaseModel):
+    code: str = Field(pattern=r"^[A-Z]{2,16}$", examples=["KP"])
+    name: str = Field(min_length=1, examples=["North Korea"])
+    color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$", examples=["#024fa2"])
+
+
+@router.get("/sources/{slug}", summary="One source", dependencies=[Depends(read_access)])
+def get_source(slug: Annotated[str, Path(description="Source slug.")], repo: Repo) -> JSON:
+    for source in repo.sources():
+        if source.slug == slug:
+            return JSON(out.source_json(source))
+    raise NotFound(f"There is no source {slug!r}; GET /sources lists them.")
+
+
+@router.get("/parties/{code}", summary="One party", dependencies=[Depends(read_access)])
+def get_party(code: Annotated[str, Path(description="Party code.")], repo: Repo) -> JSON:
+    for party in repo.parties():
+        if party.code == code.upper():
+            return JSON({"code": party.code, "name": party.name, "color": party.color})
+    raise NotFound(f"There is no party {code!r}; GET /parties lists them.")
+
+
+@router.post("/sources", status_code=201, summary="Add a source (admin)")
+def create_source(body: SourceIn, request: Request, repo: Repo, token: Admin) -> JSON:
+    if any(s.slug == body.slug for s in repo.sources()):
+        raise Conflict(f"A source {body.slug!r} exists already.")
+    account = body.account.upper() if body.account else None
+    known = [p.code for p in repo.parties()]
+    if account is not None and account not in known:
+        raise InvalidInput(
+            f"Unknown party {account!r} in 'account'. Known: {', '.join(known)}.", known=known
+        )
+    source = Source(body.slug, body.name, body.kind, account, body.url, body.description)
+    repo.save_source(source)
+    url = str(request.url_for("get_source", slug=body.slug))
+    return JSON(out.source_json(source), status_code=201, headers={"Location": url})
+
+
+@router.post("/parties", status_code=201, summary="Add a party (admin)")
+def create_party(body: PartyIn, request: Request, repo: Repo, token: Admin) -> JSON:
+    if any(p.code == body.code for p in repo.parties()):
+        raise Conflict(f"A party {body.code!r} exists already.")
+    repo.save_party(Party(body.code, body.name, body.color))
+    url = str(request.url_for("get_party", code=body.code))
+    return JSON(body.model_dump(), status_code=201, headers={"Location": url})
+
+
+@router.put(
+    "/regions/{slug}",
+    tags=["regions"],
+    summary="Add a region or replace its boundary (admin)",
+    description="A GeoJSON Feature with a (Multi)Polygon boundary in WGS84 and properties "
+    "`name`, `country`, `country_code` (optional when replacing). Replacing a boundary "
+    "rebuilds the region's derived pieces and areas; the old boundary stays in history and "
+    "`known_at` before the change still shows it.",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/geo+json": {}}}},
+)
+async def put_region(
+    slug: Annotated[str, Path(description="Region slug (lower-case, dashes).", examples=["kursk"])],
+    request: Request,
+    repo: Repo,
+    token: Admin,
+    repair: Annotated[
+        bool, Query(description="Repair an invalid boundary with make_valid.")
+    ] = False,
+) -> GeoJSON:
+    if not SLUG.match(slug):
+        raise InvalidInput(f"{slug!r} is not a slug: lower-case letters, digits and dashes.")
+    document, _ = await read_json(request)
+    if not isinstance(document, dict) or document.get("type") != "Feature":
+        raise InvalidInput("Send the boundary as a GeoJSON Feature.", pointer="/")
+    boundary, warnings = parse_geometry(
+        document.get("geometry"), feature_label(document, None), "/geometry", repair
+    )
+    if boundary is None or boundary.is_empty:
+        raise InvalidInput("A region needs a boundary with area.", pointer="/geometry")
+    props = document.get("properties") or {}
+
+    def save() -> tuple[bool, bool]:
+        try:
+            current = repo.region(slug, with_boundary=False)
+        except NotFound:
+            current = None
+        fields = {
+            "name": props.get("name") or (current.name if current else None),
+            "country": props.get("country") or (current.country if current else None),
+            "country_code": props.get("country_code")
+            or (current.country_code if current else None),
+        }
+        missing = [k for k, v in fields.items() if not v]
+        if missing:
+            raise InvalidInput(f"A new region needs properties {', '.join(missing)}.")
+        with repo.writer(recorded_by=token.name) as w:
+            changed = w.save_region(
+                slug,
+                str(fields["name"]),
+                str(fields["country"]),
+                str(fields["country_code"]),
+                boundary,
+                note=props.get("note"),
+            )
+        return current is None, changed
+
+    created, changed = await run_in_threadpool(save)
+    feature = out.region_feature(repo.region(slug))
+    feature["properties"].update(changed=changed, warnings=warnings)
+    headers = {"Location": str(request.url_for("get_region", slug=slug))}
+    return GeoJSON(feature, status_code=201 if created else 200, headers=headers)

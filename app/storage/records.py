@@ -1,0 +1,152 @@
+"""Observation records as stored, their revision chains, and idempotent write answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import IntegrityError
+
+from app.domain.errors import NotFound
+from app.domain.timeutil import isoformat, now
+from app.storage.tables import confirmations, idempotency_keys, observations, pieces
+
+
+@dataclass(frozen=True)
+class Record:
+    row: dict[str, Any]  # the observations row, as stored
+    areas_km2: dict[str, float]
+    superseded_by: int | None
+    confirmations: int
+    last_confirmed_at: dt.datetime | None
+
+
+def _superseded_by(c: Connection, observation_id: int) -> int | None:
+    return c.execute(
+        select(observations.c.id).where(observations.c.supersedes == observation_id)
+    ).scalar()
+
+
+def record(engine: Engine, observation_id: int, known_at: dt.datetime | None = None) -> Record:
+    with engine.connect() as c:
+        row = (
+            c.execute(select(observations).where(observations.c.id == observation_id))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise NotFound(f"There is no observation {observation_id}.")
+        if known_at is not None and row["recorded_at"] > known_at:
+            raise NotFound(
+                f"Observation {observation_id} was recorded after {isoformat(known_at)} "
+                f"(at {isoformat(row['recorded_at'])}): it was not known then."
+            )
+        data = {str(key): value for key, value in row.items()}  # plain str keys for JSON
+        areas = dict(
+            c.execute(
+                select(pieces.c.region, pieces.c.area_km2).where(
+                    pieces.c.observation_id == observation_id, pieces.c.area_km2.is_not(None)
+                )
+            ).all()
+        )
+        newer_q = select(observations.c.id, observations.c.recorded_at).where(
+            observations.c.supersedes == observation_id
+        )
+        newer = c.execute(newer_q).first()
+        conf = c.execute(
+            select(func.count(), func.max(confirmations.c.confirmed_at)).where(
+                confirmations.c.observation_id == observation_id
+            )
+        ).one()
+    superseded_by = newer.id if newer is not None else None
+    if known_at is not None:
+        if newer is not None and newer.recorded_at > known_at:
+            superseded_by = None
+        if data["retracted_at"] is not None and data["retracted_at"] > known_at:
+            data.update(retracted_at=None, retraction_reason=None, retracted_by=None)
+    return Record(data, areas, superseded_by, int(conf[0]), conf[1])
+
+
+def history(engine: Engine, observation_id: int) -> list[dict[str, Any]]:
+    """The revision chain an observation belongs to, oldest first: who did what, and when."""
+    with engine.connect() as c:
+        row = c.execute(
+            select(observations.c.id, observations.c.supersedes).where(
+                observations.c.id == observation_id
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"There is no observation {observation_id}.")
+        root = observation_id
+        parent = row.supersedes
+        while parent is not None:  # walk back to the first version
+            root = parent
+            parent = c.execute(
+                select(observations.c.supersedes).where(observations.c.id == parent)
+            ).scalar()
+        chain = [root]
+        while (child := _superseded_by(c, chain[-1])) is not None:
+            chain.append(child)
+        rows = {
+            r["id"]: r
+            for r in c.execute(select(observations).where(observations.c.id.in_(chain))).mappings()
+        }
+    events: list[dict[str, Any]] = []
+    for index, oid in enumerate(chain):
+        r = rows[oid]
+        events.append(
+            {
+                "event": "recorded" if index == 0 else "corrected",
+                "observation_id": oid,
+                "supersedes": r["supersedes"],
+                "at": r["recorded_at"],
+                "by": r["recorded_by"],
+            }
+        )
+        if r["retracted_at"] is not None:
+            events.append(
+                {
+                    "event": "retracted",
+                    "observation_id": oid,
+                    "at": r["retracted_at"],
+                    "by": r["retracted_by"],
+                    "reason": r["retraction_reason"],
+                }
+            )
+    return sorted(events, key=lambda e: (e["at"], e["observation_id"]))
+
+
+def remembered(engine: Engine, token: str, key: str) -> tuple[str, int, Any] | None:
+    """The (request hash, status, body) a write with this Idempotency-Key was answered with."""
+    with engine.connect() as c:
+        row = c.execute(
+            select(
+                idempotency_keys.c.request_hash,
+                idempotency_keys.c.status,
+                idempotency_keys.c.response,
+            ).where(idempotency_keys.c.token == token, idempotency_keys.c.key == key)
+        ).first()
+    return None if row is None else (row.request_hash, row.status, json.loads(row.response))
+
+
+def remember(
+    c: Connection, token: str, key: str, request_hash: str, status: int, body: Any
+) -> None:
+    """Store the answer in the same transaction as the write it describes."""
+    try:
+        with c.begin_nested():
+            c.execute(
+                idempotency_keys.insert().values(
+                    token=token,
+                    key=key,
+                    request_hash=request_hash,
+                    status=status,
+                    response=json.dumps(body),
+                    created_at=now(),
+                )
+            )
+    except IntegrityError:  # a concurrent request with the same key won; its answer stands
+        pass

@@ -1,0 +1,437 @@
+"""Writing through the API: tokens, observations, bad input, corrections, retractions, known_at.
+
+Each test gets its own seeded database (SQLite file and PostGIS), because each one writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from shapely.geometry import box, shape
+from sqlalchemy import Engine
+
+from app.api.app import create_app
+from app.domain import geometry as geo
+from app.domain.tokens import Scope
+from app.seed import seed
+from app.settings import Settings
+from app.storage.repository import Repository
+from app.storage.tokens import Tokens
+from tests.conftest import DATA_DIR
+
+PROBLEM = "application/problem+json"
+SUDZHA_BOX = [[35.2, 51.15], [35.4, 51.15], [35.4, 51.25], [35.2, 51.25], [35.2, 51.15]]
+BOX_KM2 = geo.geodesic_area_km2(box(35.2, 51.15, 35.4, 51.25))
+
+
+def feature(**props: Any) -> dict[str, Any]:
+    properties = {
+        "source": "frontline-atlas-illustration",
+        "party": "UA",
+        "status": "controlled",
+        "valid_from": "2024-08-10",  # before the seed's first illustration (27 Aug)
+        "citation": {"title": "Test map", "publisher": "Test desk"},
+        "illustrative": True,
+    }
+    geometry = props.pop("geometry", {"type": "Polygon", "coordinates": [SUDZHA_BOX]})
+    properties.update(props)
+    return {"type": "Feature", "geometry": geometry, "properties": properties}
+
+
+class Api:
+    def __init__(self, client: TestClient, repo: Repository, write: str, admin: str) -> None:
+        self.client, self.repo = client, repo
+        self.write = {"Authorization": f"Bearer {write}"}
+        self.admin = {"Authorization": f"Bearer {admin}"}
+
+    def post(self, body: Any, **kw: Any) -> Any:
+        headers = {**self.write, **kw.pop("headers", {})}
+        return self.client.post("/observations", json=body, headers=headers, **kw)
+
+    def control(self, at: str = "2024-08-15", **params: Any) -> list[dict[str, Any]]:
+        params = {"at": at, "source": "frontline-atlas-illustration", **params}
+        r = self.client.get("/regions/kursk/control", params=params)
+        assert r.status_code == 200, r.text
+        return list(r.json()["features"])
+
+
+def make_api(engine: Engine, **settings: Any) -> Iterator[Api]:
+    repo = Repository(engine)
+    seed(repo, DATA_DIR)
+    tokens = Tokens(engine)
+    write, admin = tokens.create("desk", Scope.WRITE), tokens.create("chief", Scope.ADMIN)
+    app = create_app(Settings(database_url=str(engine.url), **settings), engine=engine)
+    with TestClient(app) as client:
+        yield Api(client, repo, write, admin)
+
+
+@pytest.fixture
+def api(empty_engine: Engine) -> Iterator[Api]:
+    yield from make_api(empty_engine)
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+
+def test_writes_need_a_token(api: Api) -> None:
+    r = api.client.post("/observations", json=feature())
+    assert r.status_code == 401
+    assert r.headers["content-type"] == PROBLEM
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert "frontline tokens create" in r.json()["detail"]
+    r = api.client.post("/observations", json=feature(), headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401
+    assert "unknown or has been revoked" in r.json()["detail"]
+
+
+def test_a_write_token_is_not_an_admin_token(api: Api) -> None:
+    source = {"slug": "deepstate", "name": "DeepStateMap", "kind": "osint"}
+    r = api.client.post("/sources", json=source, headers=api.write)
+    assert r.status_code == 403
+    assert "needs 'admin'" in r.json()["detail"]
+
+
+def test_a_revoked_token_stops_working(api: Api) -> None:
+    assert api.post(feature()).status_code == 201
+    Tokens(api.repo.engine).revoke("desk")
+    assert api.post(feature(valid_from="2024-09-16")).status_code == 401
+
+
+def test_only_a_hash_of_a_token_is_stored(api: Api) -> None:
+    token = api.write["Authorization"].removeprefix("Bearer ")
+    with api.repo.engine.connect() as c:
+        stored = [row[0] for row in c.exec_driver_sql("SELECT token_hash FROM tokens")]
+    assert token not in stored
+    assert len(stored) == 2
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def test_post_one_observation(api: Api) -> None:
+    r = api.post(feature())
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert r.headers["location"] == body["url"]
+    assert body["created"] is True
+    assert body["areas_km2"] == {"kursk": pytest.approx(BOX_KM2, abs=0.001)}
+    record = api.client.get(r.headers["location"]).json()
+    assert record["id"] == body["id"]
+    assert record["properties"]["recorded_by"] == "desk"
+    assert record["properties"]["current"] is True
+    assert shape(record["geometry"]).equals(box(35.2, 51.15, 35.4, 51.25))
+    [shown] = api.control()
+    assert shown["properties"]["observation_id"] == body["id"]
+
+
+def test_post_a_collection_in_one_transaction_and_resubmit(api: Api) -> None:
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            feature(),
+            feature(valid_from="2024-10-01", reported_area_km2=5.0, reported_region="kursk"),
+        ],
+    }
+    first = api.post(collection)
+    assert first.status_code == 201
+    ids = [o["id"] for o in first.json()["observations"]]
+    counts = api.repo.counts()
+    again = api.post(collection)  # identical content: no duplicate
+    assert again.status_code == 200
+    assert [o["id"] for o in again.json()["observations"]] == ids
+    assert [o["created"] for o in again.json()["observations"]] == [False, False]
+    assert api.repo.counts() == counts
+
+
+def test_idempotency_key_replays_the_first_answer(api: Api) -> None:
+    headers = {"Idempotency-Key": "req-1"}
+    first = api.post(feature(), headers=headers)
+    second = api.post(feature(), headers=headers)
+    assert second.status_code == first.status_code == 201
+    assert second.json() == first.json()
+    assert second.headers["idempotent-replayed"] == "true"
+    other = api.post(feature(valid_from="2024-09-16"), headers=headers)
+    assert other.status_code == 422
+    assert "used before for a different request" in other.json()["detail"]
+
+
+def bowtie() -> dict[str, Any]:
+    ring = [[35.2, 51.15], [35.4, 51.25], [35.4, 51.15], [35.2, 51.25], [35.2, 51.15]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+BAD_INPUTS: list[tuple[str, Any, int, str]] = [
+    (
+        "not a feature",
+        {"type": "Point", "coordinates": [35, 51]},
+        422,
+        "expected a GeoJSON Feature",
+    ),
+    (
+        "point",
+        feature(geometry={"type": "Point", "coordinates": [35.3, 51.2]}),
+        422,
+        "must be a Polygon or a MultiPolygon",
+    ),
+    (
+        "out of range",
+        feature(
+            geometry={
+                "type": "Polygon",
+                "coordinates": [[[35.2, 151.1], [35.4, 151.1], [35.4, 151.2], [35.2, 151.1]]],
+            }
+        ),
+        422,
+        "out of range",
+    ),
+    (
+        "swapped",
+        feature(
+            geometry={
+                "type": "Polygon",
+                "coordinates": [[[51.15, 135.2], [51.15, 135.4], [51.25, 135.4], [51.15, 135.2]]],
+            }
+        ),
+        422,
+        "latitude and longitude are swapped",
+    ),
+    (
+        "unclosed",
+        feature(geometry={"type": "Polygon", "coordinates": [SUDZHA_BOX[:-1]]}),
+        422,
+        "is not closed",
+    ),
+    (
+        "too short",
+        feature(
+            geometry={
+                "type": "Polygon",
+                "coordinates": [[[35.2, 51.15], [35.4, 51.15], [35.2, 51.15]]],
+            }
+        ),
+        422,
+        "needs at least 4",
+    ),
+    ("self-intersecting", feature(geometry=bowtie()), 422, "Self-intersection["),
+    (
+        "nowhere",
+        feature(
+            geometry={
+                "type": "Polygon",
+                "coordinates": [[[2.2, 48.8], [2.4, 48.8], [2.4, 48.9], [2.2, 48.8]]],
+            }
+        ),
+        422,
+        "touches no known region",
+    ),
+    ("unknown source", feature(source="tass"), 422, "Known sources: frontline-atlas-illustration"),
+    ("unknown party", feature(party="XX"), 422, "Known parties: RU, UA"),
+    ("future", feature(valid_from="2999-01-01"), 422, "is in the future"),
+    (
+        "backwards",
+        feature(valid_from="2024-08-10", valid_to="2024-08-01"),
+        422,
+        "must be after valid_from",
+    ),
+    ("bad status", feature(status="held"), 422, "status"),
+    (
+        "one bad in a batch",
+        {
+            "type": "FeatureCollection",
+            "features": [feature(), {**feature(party="XX"), "id": "second"}],
+        },
+        422,
+        'feature 1 (id "second")',
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"), [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS]
+)
+def test_bad_input_is_explained_and_writes_nothing(
+    api: Api, body: Any, status: int, needle: str
+) -> None:
+    before = api.repo.counts()
+    r = api.post(copy.deepcopy(body))
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == PROBLEM
+    assert needle in r.json()["detail"]
+    assert api.repo.counts() == before
+
+
+def test_malformed_json_says_where(api: Api) -> None:
+    before = api.repo.counts()
+    r = api.client.post(
+        "/observations",
+        content=b'{"type": "Feature",\n "geometry": null,, }',
+        headers={**api.write, "Content-Type": "application/geo+json"},
+    )
+    assert r.status_code == 400
+    assert "line 2" in r.json()["detail"]
+    assert api.repo.counts() == before
+
+
+def test_a_body_over_the_limit_is_413(empty_engine: Engine) -> None:
+    for small in make_api(empty_engine, max_body_bytes=2_000):
+        before = small.repo.counts()
+        big = {"type": "FeatureCollection", "features": [feature()] * 20}
+        r = small.post(big)
+        assert r.status_code == 413
+        assert "2,000 bytes" in r.json()["detail"]
+        assert small.repo.counts() == before
+
+
+def test_repair_on_request_says_what_it_did(api: Api) -> None:
+    r = api.post(feature(geometry=bowtie()), params={"repair": "true"})
+    assert r.status_code == 201, r.text
+    [warning] = r.json()["warnings"]
+    assert "repaired an invalid polygon (Self-intersection" in warning
+    assert r.json()["areas_km2"]["kursk"] > 0
+
+
+# --- corrections, retractions, history, known_at -----------------------------------------------
+
+
+def test_correction_supersedes_and_the_old_stays_readable(api: Api) -> None:
+    old = api.post(feature()).json()["id"]
+    small = [[35.2, 51.15], [35.3, 51.15], [35.3, 51.25], [35.2, 51.25], [35.2, 51.15]]
+    r = api.client.post(
+        f"/observations/{old}/corrections",
+        json=feature(geometry={"type": "Polygon", "coordinates": [small]}),
+        headers=api.write,
+    )
+    assert r.status_code == 201, r.text
+    new = r.json()["id"]
+    assert r.json()["supersedes"] == old
+    [shown] = api.control()
+    assert shown["properties"]["observation_id"] == new
+    old_record = api.client.get(f"/observations/{old}").json()["properties"]
+    assert old_record["superseded_by"] == new
+    assert old_record["current"] is False
+    again = api.client.post(f"/observations/{old}/corrections", json=feature(), headers=api.write)
+    assert again.status_code == 409
+    assert f"correct or retract {new} instead" in again.json()["detail"]
+    history = api.client.get(f"/observations/{old}/history").json()
+    assert [(e["event"], e["observation_id"], e["by"]) for e in history["events"]] == [
+        ("recorded", old, "desk"),
+        ("corrected", new, "desk"),
+    ]
+    assert history["current"] == new
+
+
+def test_retraction_keeps_the_record_and_hides_it(api: Api) -> None:
+    oid = api.post(feature()).json()["id"]
+    no_reason = api.client.delete(f"/observations/{oid}", headers=api.write)
+    assert no_reason.status_code == 400
+    assert "needs a reason" in no_reason.json()["detail"]
+    r = api.client.delete(f"/observations/{oid}", params={"reason": "wrong map"}, headers=api.write)
+    assert r.status_code == 200
+    assert r.json()["retraction_reason"] == "wrong map"
+    assert api.control() == []  # and the source's newer word (27 Aug) is untouched:
+    assert len(api.control(at="2024-08-28")) == 1
+    record = api.client.get(f"/observations/{oid}").json()["properties"]
+    assert record["retracted_by"] == "desk"
+    assert record["current"] is False
+    again = api.client.delete(f"/observations/{oid}", params={"reason": "x"}, headers=api.write)
+    assert again.status_code == 409
+    events = api.client.get(f"/observations/{oid}/history").json()["events"]
+    assert [e["event"] for e in events] == ["recorded", "retracted"]
+    assert events[1]["reason"] == "wrong map"
+
+
+def test_known_at_replays_the_record_as_it_stood(api: Api) -> None:
+    before_anything = time_now()
+    first = api.post(feature()).json()["id"]
+    after_first = time_now()
+    small = [[35.2, 51.15], [35.3, 51.15], [35.3, 51.25], [35.2, 51.25], [35.2, 51.15]]
+    corrected = api.client.post(
+        f"/observations/{first}/corrections",
+        json=feature(geometry={"type": "Polygon", "coordinates": [small]}),
+        headers=api.write,
+    ).json()["id"]
+    after_correction = time_now()
+    api.client.delete(f"/observations/{corrected}", params={"reason": "x"}, headers=api.write)
+
+    def shown(known_at: str | None) -> list[int]:
+        params = {"known_at": known_at} if known_at else {}
+        return [f["properties"]["observation_id"] for f in api.control(**params)]
+
+    assert shown(None) == []
+    assert shown(before_anything) == []
+    assert shown(after_first) == [first]
+    assert shown(after_correction) == [corrected]
+    area = api.client.get(
+        "/regions/kursk/area",
+        params={"party": "UA", "source": "frontline-atlas-illustration", "known_at": after_first},
+    ).json()
+    ids = [p["observation_id"] for p in area["series"][0]["points"]]
+    assert first in ids
+    assert corrected not in ids
+    assert area["known_at"] == after_first
+    gone = api.client.get(f"/observations/{first}", params={"known_at": before_anything})
+    assert gone.status_code == 404
+    then = api.client.get(f"/observations/{corrected}", params={"known_at": after_correction})
+    assert then.json()["properties"]["retracted_at"] is None
+
+
+# --- admin -------------------------------------------------------------------------------------
+
+
+def test_admin_adds_sources_and_parties(api: Api) -> None:
+    source = {"slug": "deepstate", "name": "DeepStateMap", "kind": "osint", "account": None}
+    r = api.client.post("/sources", json=source, headers=api.admin)
+    assert r.status_code == 201
+    assert api.client.get(r.headers["location"]).json()["name"] == "DeepStateMap"
+    assert api.client.post("/sources", json=source, headers=api.admin).status_code == 409
+    party = {"code": "KP", "name": "North Korea", "color": "#024fa2"}
+    r = api.client.post("/parties", json=party, headers=api.admin)
+    assert r.status_code == 201
+    assert api.post(feature(source="deepstate", party="KP")).status_code == 201
+    bad = api.client.post("/sources", json={**source, "slug": "Deep State"}, headers=api.admin)
+    assert bad.status_code == 422
+
+
+def test_replacing_a_boundary_rebuilds_areas_and_keeps_history(api: Api) -> None:
+    api.post(feature())
+    before = time_now()
+    half = [[35.2, 50.9], [35.3, 50.9], [35.3, 51.6], [35.2, 51.6], [35.2, 50.9]]  # silly
+    r = api.client.put(
+        "/regions/kursk",
+        json={
+            "type": "Feature",
+            "properties": {},
+            "geometry": {"type": "Polygon", "coordinates": [half]},
+        },
+        headers=api.admin,
+    )
+    assert r.status_code == 200, r.text
+    new_area = geo.geodesic_area_km2(shape({"type": "Polygon", "coordinates": [half]}))
+    assert r.json()["properties"]["area_km2"] == pytest.approx(new_area, abs=0.001)
+    [piece] = api.control()
+    assert piece["properties"]["area_km2"] == pytest.approx(BOX_KM2 / 2, rel=0.01)
+    old = api.client.get("/regions/kursk", params={"known_at": before}).json()
+    assert old["properties"]["area_km2"] == pytest.approx(30_117, abs=1)
+    assert api.client.put("/regions/kursk", json={}, headers=api.write).status_code == 403
+
+
+def time_now() -> str:
+    from app.domain.timeutil import isoformat, now
+
+    time.sleep(0.01)
+    value = isoformat(now())
+    time.sleep(0.01)
+    assert value is not None
+    return value
+
+
+def test_reads_can_require_a_token(empty_engine: Engine) -> None:
+    for locked in make_api(empty_engine, require_token_for_reads=True):
+        assert locked.client.get("/regions").status_code == 401
+        assert locked.client.get("/regions", headers=locked.write).status_code == 200
+        assert locked.client.get("/healthz").status_code == 200  # probes stay open
