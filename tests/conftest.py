@@ -136,6 +136,18 @@ def postgis_engine(
     engine.dispose()
 
 
+@pytest.fixture
+def postgis_empty_engine(
+    tmp_path_factory: pytest.TempPathFactory, pg_databases: PostgresDatabases | None
+) -> Iterator[Engine]:
+    """A migrated, empty PostGIS database of its own, for PostGIS-only behaviour."""
+    _require_backend("postgis")
+    engine = _new_engine("postgis", tmp_path_factory, pg_databases)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture(params=BACKENDS)
 def empty_engine(
     request: pytest.FixtureRequest,

@@ -277,3 +277,44 @@ def test_replacing_a_boundary_keeps_the_old_one_in_history(repo: Repository) -> 
     assert versions[0].area_km2 == pytest.approx(30_117, abs=1)
     assert versions[0].replaced_at is not None
     assert versions[1].replaced_at is None
+
+
+@pytest.mark.postgis
+def test_concurrent_transactions_on_one_line_keep_intervals_right(
+    postgis_empty_engine: Engine,
+) -> None:
+    """Two transactions insert into the same line, and only then both flush and commit.
+
+    Without the per-line lock each would compute intervals without the other's row and the
+    older observation would stay open-ended; with it, the second waits and sees both.
+    SQLite serialises writers at the first insert, so this race cannot happen there.
+    """
+    import threading
+
+    repo = Repository(postgis_empty_engine)
+    load_regions(repo, DATA_DIR / "regions" / "boundaries.geojson")
+    repo.save_party(Party("UA", "Ukraine", "#0057b7"))
+    repo.save_source(Source("osint-map", "An OSINT map", SourceKind.OSINT, None))
+    both_inserted = threading.Barrier(2, timeout=20)
+    errors: list[BaseException] = []
+
+    def write(valid_from: str, shape: Polygon) -> None:
+        try:
+            with repo.writer() as w:
+                w.add_observations([obs(valid_from, shape)])
+                both_inserted.wait()
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [
+        threading.Thread(target=write, args=("2025-01-01", SUDZHA_BOX)),
+        threading.Thread(target=write, args=("2025-01-10", box(35.3, 51.15, 35.4, 51.25))),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    older, newer = repo.history("kursk", PieceFilter())
+    assert older.valid_until == day("2025-01-10")
+    assert newer.valid_until is None

@@ -16,7 +16,7 @@ from typing import Any
 
 import shapely
 from shapely.geometry import MultiPolygon
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import IntegrityError
 
 from app.domain import asof
@@ -438,6 +438,12 @@ class Writer:
 
     def _refresh_intervals(self, group: Group) -> None:
         region, party, status, source, basis = group
+        if self.c.dialect.name == "postgresql":
+            # Two transactions writing to the same line of testimony must not each compute the
+            # intervals without the other's row: the second waits here for the first to commit,
+            # then (READ COMMITTED) sees it. SQLite serialises writers by itself.
+            key = "|".join(str(part) for part in group)
+            self.c.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
         rows = self.c.execute(
             select(
                 pieces.c.observation_id,
