@@ -435,3 +435,15 @@ def test_reads_can_require_a_token(empty_engine: Engine) -> None:
         assert locked.client.get("/regions").status_code == 401
         assert locked.client.get("/regions", headers=locked.write).status_code == 200
         assert locked.client.get("/healthz").status_code == 200  # probes stay open
+
+
+def test_retraction_reason_can_come_in_a_json_body(api: Api) -> None:
+    oid = api.post(feature()).json()["id"]
+    r = api.client.request(
+        "DELETE", f"/observations/{oid}", json={"reason": "duplicate"}, headers=api.write
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["retraction_reason"] == "duplicate"
+    missing = api.client.delete("/observations/99999", params={"reason": "x"}, headers=api.write)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == PROBLEM
