@@ -447,3 +447,13 @@ def test_retraction_reason_can_come_in_a_json_body(api: Api) -> None:
     missing = api.client.delete("/observations/99999", params={"reason": "x"}, headers=api.write)
     assert missing.status_code == 404
     assert missing.headers["content-type"] == PROBLEM
+
+
+def test_a_correction_is_one_feature(api: Api) -> None:
+    oid = api.post(feature()).json()["id"]
+    two = {"type": "FeatureCollection", "features": [feature(), feature()]}
+    r = api.client.post(f"/observations/{oid}/corrections", json=two, headers=api.write)
+    assert r.status_code == 422
+    assert "one Feature, not a FeatureCollection" in r.json()["detail"]
+    missing = api.client.post("/observations/99999/corrections", json=feature(), headers=api.write)
+    assert missing.status_code == 404

@@ -168,9 +168,9 @@ async def correct_observation(
     document, _ = await read_json(request)
 
     def write() -> dict[str, Any]:
-        [parsed], _labels = parse_document(document, repair)
         if isinstance(document, dict) and document.get("type") == "FeatureCollection":
             raise InvalidInput("A correction is one Feature, not a FeatureCollection.")
+        [parsed], _labels = parse_document(document, repair)
         with repo.writer(recorded_by=token.name) as w:
             result = w.correct(observation_id, parsed.observation)
         body = _written([result], request, [list(parsed.warnings)])
