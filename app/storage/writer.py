@@ -16,7 +16,7 @@ from typing import Any
 
 import shapely
 from shapely.geometry import MultiPolygon
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, or_, select, text
 from sqlalchemy.exc import IntegrityError
 
 from app.domain import asof
@@ -254,7 +254,8 @@ class Writer:
     def group_head(
         self, source: str, party: str | None, status: str, basis: str, before: Any
     ) -> GroupHead | None:
-        """The current observation of a line of testimony with ``valid_from <= before``."""
+        """The current observation of a line of testimony with ``valid_from <= before`` that
+        draws some ground (records of ground ended, with an empty drawing, are not heads)."""
         newer = observations.alias("newer")
         query = (
             select(observations.c.id, observations.c.valid_from, observations.c.geometry_hash)
@@ -264,6 +265,7 @@ class Writer:
                 observations.c.status == status,
                 observations.c.basis == basis,
                 observations.c.valid_from <= before,
+                observations.c.min_lon.is_not(None),  # no bbox: no geometry or an empty one
                 observations.c.retracted_at.is_(None),
                 ~select(newer.c.id).where(newer.c.supersedes == observations.c.id).exists(),
             )
@@ -282,6 +284,26 @@ class Writer:
                 )
             ).scalars()
         )
+
+    def ground_in_force(
+        self, source: str, basis: str, at: Any
+    ) -> dict[tuple[str | None, str], dict[str, int]]:
+        """Per (party, status) of a source, the regions where the piece in force at ``at``
+        has ground, with its observation."""
+        rows = self.c.execute(
+            select(pieces.c.party, pieces.c.status, pieces.c.region, pieces.c.observation_id).where(
+                pieces.c.source == source,
+                pieces.c.basis == basis,
+                pieces.c.active.is_(True),
+                pieces.c.valid_from <= at,
+                or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > at),
+                pieces.c.area_km2 > 0,
+            )
+        ).all()
+        found: dict[tuple[str | None, str], dict[str, int]] = {}
+        for party, status, region, observation_id in rows:
+            found.setdefault((party, status), {})[region] = observation_id
+        return found
 
     def confirm(self, observation_id: int, confirmed_at: Any, import_file_id: int | None) -> bool:
         """Record that the same observation was given again at ``confirmed_at``."""
@@ -313,30 +335,38 @@ class Writer:
         ).first()
         if seen is not None:
             return None
+        insert = (
+            import_files.insert()
+            .values(
+                source=source,
+                name=name,
+                sha256=sha256,
+                moment=moment,
+                imported_at=now(),
+                recorded_by=self.recorded_by,
+            )
+            .returning(import_files.c.id)
+        )
         try:
-            with self.c.begin_nested():
-                return int(
-                    self.c.execute(
-                        import_files.insert()
-                        .values(
-                            source=source,
-                            name=name,
-                            sha256=sha256,
-                            moment=moment,
-                            imported_at=now(),
-                            recorded_by=self.recorded_by,
-                        )
-                        .returning(import_files.c.id)
-                    ).scalar_one()
-                )
+            if self.c.dialect.name == "sqlite":
+                # No savepoint: when this is the transaction's first write, pysqlite has not
+                # begun it yet and RELEASE of the outermost SAVEPOINT would commit at once. A
+                # failed INSERT only undoes itself in SQLite, not the transaction.
+                return int(self.c.execute(insert).scalar_one())
+            with self.c.begin_nested():  # PostgreSQL: an error would end the transaction
+                return int(self.c.execute(insert).scalar_one())
         except IntegrityError:  # another process imported it meanwhile
             return None
 
-    def finish_import_file(self, import_file_id: int, summary: dict[str, Any]) -> None:
+    def finish_import_file(
+        self, import_file_id: int, summary: dict[str, Any], moment: Any = None
+    ) -> None:
+        """Store what the import did with the file (and its moment, once read from it)."""
+        values: dict[str, Any] = {"summary": json.dumps(summary, sort_keys=True)}
+        if moment is not None:
+            values["moment"] = moment
         self.c.execute(
-            import_files.update()
-            .where(import_files.c.id == import_file_id)
-            .values(summary=json.dumps(summary, sort_keys=True))
+            import_files.update().where(import_files.c.id == import_file_id).values(**values)
         )
 
     # --- regions ------------------------------------------------------------------------------
