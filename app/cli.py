@@ -84,6 +84,32 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    import getpass
+    from pathlib import Path
+
+    from app.domain.model import Basis
+    from app.importer.engine import Importer, ImportOptions
+    from app.importer.rules import PROFILES, load_rules
+
+    rules = PROFILES[args.profile] if args.profile else load_rules(Path(args.rules))
+    options = ImportOptions(
+        source=args.source,
+        rules=rules,
+        time_property=args.time_property,
+        time_from=args.time_from,
+        basis=Basis(args.basis),
+        strict=args.strict,
+        dry_run=args.dry_run,
+        keep_going=args.keep_going,
+        recorded_by=(args.recorded_by or f"import:{getpass.getuser()}")[:64],
+        progress=not args.no_progress,
+    )
+    summary = Importer(_repo(), options).run([Path(p) for p in args.paths])
+    print("\n".join(summary.lines()))
+    return 130 if summary.interrupted else (0 if summary.ok else 1)
+
+
 def cmd_tokens_create(args: argparse.Namespace) -> int:
     from app.domain.tokens import Scope
     from app.storage.database import upgrade
@@ -179,6 +205,74 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument("--region", help="only this region (slug)")
     rebuild.set_defaults(func=cmd_rebuild)
+
+    imp = commands.add_parser(
+        "import",
+        help="import map archives: files or folders of maps, each one map at one moment",
+        description="Import map files (GeoJSON, bare or wrapped as {id, datetime, map}; "
+        "newline-delimited GeoJSON; GeoPackage; Shapefile; KML), or folders of them, in moment "
+        "order, one transaction per file. Per map and (party, status): a new observation (the "
+        "union of its features), or a confirmation when the drawing is unchanged, and an ended "
+        "record (area 0) in each region where the source's previous map had ground it no longer "
+        "draws. Files already imported for the source are skipped, so an interrupted run resumes. "
+        "Exit status: 0, 1 when a file failed, 2 on a usage or reference error.",
+    )
+    imp.add_argument("paths", nargs="+", metavar="PATH", help="map files and/or folders")
+    imp.add_argument("--source", required=True, help="slug of the source the maps belong to")
+    how = imp.add_mutually_exclusive_group(required=True)
+    how.add_argument(
+        "--profile",
+        choices=["deepstate"],
+        help="a shipped mapping of feature properties to party and status: deepstate = "
+        "DeepStateMap history (style 'fill': #a52714, #880e4f = RU controlled; #bcaaa4, "
+        "#bdbdbd = contested; #01579b = UA controlled; #0f9d58 liberated, skipped)",
+    )
+    how.add_argument(
+        "--rules",
+        metavar="FILE",
+        help="a JSON or TOML file of rules: [{match: {property: value or [values]}, party, "
+        "status} or {match: ..., skip: true, reason}], first match wins (see README)",
+    )
+    imp.add_argument(
+        "--time-property",
+        metavar="NAME",
+        help="take each map's moment from this feature property (ISO date/time or Unix time)",
+    )
+    imp.add_argument(
+        "--time-from",
+        choices=["auto", "property", "wrapper", "filename"],
+        default="auto",
+        help="where the moment comes from; auto (default): --time-property if given, else the "
+        "wrapper's 'datetime' (else its 'id' as Unix time), else an ISO date/date-time or a "
+        "10-digit Unix time in the file name",
+    )
+    imp.add_argument(
+        "--basis",
+        choices=["assessed", "claimed"],
+        default="assessed",
+        help="assessed (default): the source's own assessment; claimed: a party's claim it relays",
+    )
+    imp.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse invalid polygons (naming file and feature) instead of repairing them with "
+        "make_valid",
+    )
+    imp.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read, validate and compute everything, write nothing (reports every broken file)",
+    )
+    imp.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="report a broken file and go on with the next (default: stop at the first)",
+    )
+    imp.add_argument(
+        "--recorded-by", metavar="NAME", help="who the records are by (default import:<user>)"
+    )
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    imp.set_defaults(func=cmd_import)
     return parser
 
 

@@ -1,0 +1,11 @@
+"""Bulk import of map archives: many files, each one map at one moment.
+
+- :mod:`app.importer.rules`: which (party, status) a feature's properties stand for; profiles.
+- :mod:`app.importer.moments`: the moment of a map, from a property, a wrapper or a file name.
+- :mod:`app.importer.reading`: files (GeoJSON, newline-delimited GeoJSON, GeoPackage,
+  Shapefile, KML) as plain features, without SQL.
+- :mod:`app.importer.snapshot`: one map's features grouped per (party, status), their raw
+  fingerprints and their unions, repaired or refused.
+- :mod:`app.importer.engine`: the run itself, one transaction per file through
+  :meth:`app.storage.repository.Repository.writer`.
+"""

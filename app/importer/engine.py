@@ -1,0 +1,456 @@
+"""An import run: map files in moment order, each in one transaction of its own.
+
+Per file and per (party, status) the map draws, one of three things is written:
+
+- the same drawing as the source's observation in force (its ``geometry_hash``): a
+  *confirmation* of that observation on the new date, not the geometry again;
+- a different drawing: a new observation (the union of the map's features), whose per-region
+  pieces the :class:`~app.storage.writer.Writer` derives;
+- for every region where the source's observation in force had ground that the new map no
+  longer draws: an *ended* record (an empty drawing with ``reported_region``, area 0 there).
+
+Within a run, the raw fingerprint of each (party, status)'s features is kept from the previous
+file: when it has not changed the map is confirmed without building any geometry, and a file
+in which nothing changed costs little more than parsing it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import shapely
+from shapely.geometry import MultiPolygon
+from sqlalchemy import Connection
+
+from app.domain.errors import DomainError, InvalidInput
+from app.domain.model import Basis, Citation, NewObservation, Source, Status
+from app.domain.timeutil import isoformat
+from app.importer import moments
+from app.importer.reading import FileError, MapFile, Snapshot, discover, read_snapshot
+from app.importer.rules import Rules
+from app.importer.snapshot import Line, classify, raw_hash, union
+from app.storage.repository import Repository
+from app.storage.writer import Writer, geometry_hash
+
+TIME_FROM = ("auto", "property", "wrapper", "filename")
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    source: str
+    rules: Rules
+    time_property: str | None = None
+    time_from: str = "auto"  # auto: the property if named, else the wrapper, else the name
+    basis: Basis = Basis.ASSESSED
+    strict: bool = False
+    dry_run: bool = False
+    keep_going: bool = False  # a broken file is reported and skipped; always so in a dry run
+    recorded_by: str = "import"
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class LineState:
+    """What a file left in force for one (party, status): for the next file of the run."""
+
+    raw_hash: str
+    observation_id: int
+    regions: frozenset[str]
+    repaired: int
+
+
+@dataclass
+class Counts:
+    features: int = 0
+    observations: int = 0
+    confirmations: int = 0
+    ended: int = 0
+    repaired: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: Counts) -> None:
+        self.features += other.features
+        self.observations += other.observations
+        self.confirmations += other.confirmations
+        self.ended += other.ended
+        self.repaired += other.repaired
+        self.skipped.update(other.skipped)
+
+
+@dataclass
+class FileResult(Counts):
+    state: dict[Line, LineState] = field(default_factory=dict)
+
+    def as_dict(self, moment: dt.datetime) -> dict[str, Any]:
+        return {
+            "moment": isoformat(moment),
+            "features": self.features,
+            "observations": self.observations,
+            "confirmations": self.confirmations,
+            "ended": self.ended,
+            "repaired": self.repaired,
+            "skipped": dict(self.skipped),
+        }
+
+
+@dataclass
+class ImportSummary(Counts):
+    dry_run: bool = False
+    files_found: int = 0
+    files_read: int = 0
+    files_already_imported: int = 0
+    files_failed: int = 0
+    files_not_reached: int = 0
+    errors: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.interrupted
+
+    def lines(self) -> list[str]:
+        rate = self.files_read / self.seconds if self.seconds else 0.0
+        out = [
+            ("dry run, nothing written: " if self.dry_run else "")
+            + f"{self.files_found} files: {self.files_read} read, "
+            f"{self.files_already_imported} already imported, {self.files_failed} failed"
+            + (f", {self.files_not_reached} not reached" if self.files_not_reached else "")
+            + f" ({self.seconds:.1f} s, {rate:.1f} files/s)",
+            f"features: {self.features}",
+            f"observations written: {self.observations}",
+            f"unchanged confirmations: {self.confirmations}",
+            f"ended records: {self.ended}",
+            f"repaired polygons: {self.repaired}",
+            f"skipped features: {sum(self.skipped.values())}",
+        ]
+        out += [f"  {n:>8}  {reason}" for reason, n in self.skipped.most_common()]
+        out += [f"error: {e}" for e in self.errors]
+        if self.interrupted:
+            out.append("interrupted: run the same command again to resume")
+        return out
+
+
+class Importer:
+    def __init__(self, repo: Repository, options: ImportOptions) -> None:
+        self.repo = repo
+        self.o = options
+        self.source = self._check_references()
+        self._state: dict[Line, LineState] | None = None
+        self._connection: Connection | None = None  # the one transaction of a dry run
+
+    def _check_references(self) -> Source:
+        sources = {s.slug: s for s in self.repo.sources()}
+        if self.o.source not in sources:
+            raise InvalidInput(
+                f"unknown source {self.o.source!r}. Known sources: {', '.join(sorted(sources))}.",
+                known=sorted(sources),
+            )
+        parties = {p.code for p in self.repo.parties()}
+        unknown = sorted(self.o.rules.parties - parties)
+        if unknown:
+            raise InvalidInput(
+                f"{self.o.rules.name} names unknown parties {unknown}. "
+                f"Known parties: {', '.join(sorted(parties))}."
+            )
+        if self.o.time_from == "property" and not self.o.time_property:
+            raise InvalidInput("--time-from property needs --time-property NAME.")
+        return sources[self.o.source]
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def run(self, paths: Sequence[Path]) -> ImportSummary:
+        summary = ImportSummary(dry_run=self.o.dry_run)
+        started = time.perf_counter()
+        files = discover(paths)
+        summary.files_found = len(files)
+        try:
+            if self.o.dry_run:
+                with self.repo.engine.connect() as connection:
+                    transaction = connection.begin()
+                    if connection.dialect.name == "sqlite":
+                        # pysqlite begins a transaction only before a write; savepoints taken
+                        # before it would each commit when released.
+                        connection.exec_driver_sql("BEGIN")
+                    self._connection = connection
+                    try:
+                        self._run(files, summary)
+                    finally:
+                        self._connection = None
+                        transaction.rollback()
+            else:
+                self._run(files, summary)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _run(self, files: list[MapFile], summary: ImportSummary) -> None:
+        keep_going = self.o.keep_going or self.o.dry_run
+        planned = self._plan(files, summary)
+        if summary.errors and not keep_going:
+            summary.files_not_reached = len(planned)
+            return
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=len(planned),
+            unit="file",
+            file=sys.stderr,
+            disable=not self.o.progress,
+            desc="import",
+            dynamic_ncols=True,
+        )
+        features = 0
+        with bar:
+            for done, (moment, file) in enumerate(planned, start=1):
+                try:
+                    result = self._import_file(file, moment)
+                except DomainError as e:
+                    summary.files_failed += 1
+                    summary.errors.append(_named(file, e))
+                    if not keep_going:
+                        summary.files_not_reached = len(planned) - done
+                        return
+                    continue
+                finally:
+                    bar.update()
+                if result is None:
+                    summary.files_already_imported += 1
+                    self._state = None  # what is in force now came from another run
+                    continue
+                summary.files_read += 1
+                summary.add(result)
+                self._state = result.state
+                features += result.features
+                elapsed = bar.format_dict["elapsed"] or 1e-9
+                bar.set_postfix_str(f"{features} features, {features / elapsed:.0f} features/s")
+
+    def _plan(self, files: list[MapFile], summary: ImportSummary) -> list[tuple[Any, MapFile]]:
+        """The files in moment order. A moment that is not in the file name is read from the
+        file's content (which costs a parse); a file without any is an error naming it."""
+        planned: list[tuple[Any, MapFile]] = []
+        for file in files:
+            moment = self._name_moment(file)
+            if moment is None and len(files) > 1:
+                try:
+                    data, _ = file.read()
+                    moment = self._moment(file, read_snapshot(file, data))
+                except DomainError as e:
+                    summary.files_failed += 1
+                    summary.errors.append(_named(file, e))
+                    continue
+            planned.append((moment, file))
+        planned.sort(
+            key=lambda item: (item[0] or dt.datetime.min.replace(tzinfo=dt.UTC), item[1].name)
+        )
+        return planned
+
+    def _name_moment(self, file: MapFile) -> dt.datetime | None:
+        """The moment from the file name, when the options let the name decide."""
+        by_name = self.o.time_from == "filename" or (
+            self.o.time_from == "auto" and not self.o.time_property
+        )
+        return moments.from_filename(file.name) if by_name else None
+
+    def _moment(self, file: MapFile, snapshot: Snapshot) -> dt.datetime:
+        how = self.o.time_from
+        if how == "auto":
+            if self.o.time_property:
+                how = "property"
+            else:
+                how = "wrapper" if snapshot.wrapper_moment is not None else "filename"
+        if how == "property":
+            assert self.o.time_property is not None
+            try:
+                return moments.from_properties(
+                    (f.properties.get(self.o.time_property) for f in snapshot.features),
+                    self.o.time_property,
+                )
+            except ValueError as e:
+                raise FileError(f"{file.name}: no moment: {e}.") from None
+        if how == "wrapper" and snapshot.wrapper_moment is not None:
+            return snapshot.wrapper_moment
+        found = moments.from_filename(file.name) if how == "filename" else None
+        if found is None:
+            raise FileError(
+                f"{file.name}: no moment: "
+                + (
+                    "it has no wrapper with a 'datetime' or 'id'"
+                    if how == "wrapper"
+                    else "its name holds neither an ISO date (2024-08-15) nor a Unix time"
+                )
+                + ". Name the file by its date, or use --time-property NAME / --time-from."
+            )
+        return found
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Writer]:
+        """One file's transaction; in a dry run a savepoint of the run's one transaction."""
+        if self._connection is None:
+            with self.repo.writer(self.o.recorded_by) as writer:
+                yield writer
+            return
+        with self._connection.begin_nested():
+            writer = Writer(self._connection, self.o.recorded_by)
+            yield writer
+            writer.flush()
+
+    def _import_file(self, file: MapFile, planned: dt.datetime | None) -> FileResult | None:
+        """Import one file in one transaction; None when it was imported before.
+
+        A file is known by its bytes and, when its name gives its moment, that moment: an
+        unchanged map saved again under the next day's name is that day's map, not a copy.
+        """
+        data, sha256 = file.read()
+        identity = sha256
+        by_name = self._name_moment(file)
+        if by_name is not None:
+            identity = hashlib.sha256(f"{sha256}@{by_name.isoformat()}".encode()).hexdigest()
+        with self._transaction() as w:
+            file_id = w.begin_import_file(self.o.source, file.name, identity, planned)
+            if file_id is None:
+                return None
+            snapshot = read_snapshot(file, data)
+            moment = self._moment(file, snapshot)
+            result = self._write(w, file_id, file, snapshot, moment)
+            w.finish_import_file(file_id, {**result.as_dict(moment), "sha256": sha256}, moment)
+        return result
+
+    # --- one map ------------------------------------------------------------------------------
+
+    def _write(
+        self, w: Writer, file_id: int, file: MapFile, snapshot: Snapshot, moment: dt.datetime
+    ) -> FileResult:
+        classified = classify(snapshot.features, self.o.rules)
+        hashes = {line: raw_hash(features) for line, features in classified.lines.items()}
+        warm = self._state or {}
+        unchanged = (
+            self._state is not None and {line: s.raw_hash for line, s in warm.items()} == hashes
+        )
+        # Not needed when every (party, status) is the previous file's, raw byte for raw byte.
+        in_force = {} if unchanged else w.ground_in_force(self.o.source, self.o.basis, moment)
+        m = _Map(
+            w,
+            file_id,
+            moment,
+            self._citation(file, snapshot, moment),
+            in_force,
+            FileResult(features=len(snapshot.features), skipped=classified.skipped),
+        )
+        for line, features in classified.lines.items():
+            known = warm.get(line)
+            if known is not None and known.raw_hash == hashes[line]:
+                m.result.confirmations += w.confirm(known.observation_id, moment, file_id)
+                m.result.repaired += known.repaired
+                m.result.state[line] = known
+                continue
+            drawn = union(file.name, features, self.o.strict)
+            m.result.repaired += drawn.repaired
+            if drawn.unreadable:
+                m.result.skipped["unreadable geometry"] += drawn.unreadable
+            if drawn.geometry is None:
+                m.result.skipped["no area"] += len(features) - drawn.unreadable
+                continue
+            stored = self._store(m, line, len(features), drawn.geometry)
+            if stored is not None:
+                m.result.state[line] = LineState(hashes[line], *stored, drawn.repaired)
+        if not unchanged:
+            self._end(m)
+        return m.result
+
+    def _store(
+        self, m: _Map, line: Line, count: int, geometry: MultiPolygon
+    ) -> tuple[int, frozenset[str]] | None:
+        """Confirm the observation in force, or write a new one; its id and regions."""
+        party, status = line
+        head = m.w.group_head(self.o.source, party, str(status), self.o.basis, m.moment)
+        if head is not None and head.geometry_hash == geometry_hash(geometry):
+            regions = frozenset(m.w.regions_of(head.observation_id))
+            now = m.in_force.get((party, str(status)), {})
+            # The same drawing, and still in force everywhere it has ground (not ended since).
+            if set(now) == regions and set(now.values()) <= {head.observation_id}:
+                m.result.confirmations += m.w.confirm(head.observation_id, m.moment, m.file_id)
+                return head.observation_id, regions
+        outside = "outside known regions"
+        if not any(shapely.intersects(geometry, b) for b in m.w.boundaries.values()):
+            m.result.skipped[outside] += count
+            return None
+        observation = NewObservation(
+            source=self.o.source,
+            party=party,
+            status=status,
+            basis=self.o.basis,
+            valid_from=m.moment,
+            geometry=geometry,
+            citation=m.citation,
+            note=f"The union of the {count} features of this map drawn as {_who(party)} {status}.",
+        )
+        try:
+            with m.w.c.begin_nested():
+                [written] = m.w.add_observations(
+                    [observation], import_file_id=m.file_id, names=[f"{_who(party)} {status}"]
+                )
+        except InvalidInput:  # it reaches known regions by slivers only
+            m.result.skipped[outside] += count
+            return None
+        m.result.observations += written.created
+        return written.observation_id, frozenset(r for r, a in written.areas_km2.items() if a > 0)
+
+    def _end(self, m: _Map) -> None:
+        """Ended records where the source had ground in force that this map no longer draws."""
+        drawn = {(party, str(status)): s.regions for (party, status), s in m.result.state.items()}
+        ended = [
+            NewObservation(
+                source=self.o.source,
+                party=party,
+                status=Status(status),
+                basis=self.o.basis,
+                valid_from=m.moment,
+                geometry=MultiPolygon(),
+                reported_region=region,
+                citation=m.citation,
+                note=f"{_who(party)} {status} ground in {region}: absent from the source's map "
+                f"of {isoformat(m.moment)}.",
+            )
+            for (party, status), regions in sorted(m.in_force.items(), key=str)
+            for region in sorted(set(regions) - drawn.get((party, status), frozenset()))
+        ]
+        if ended:
+            written = m.w.add_observations(ended, import_file_id=m.file_id)
+            m.result.ended += sum(r.created for r in written)
+
+    def _citation(self, file: MapFile, snapshot: Snapshot, moment: dt.datetime) -> Citation:
+        what = self.o.rules.label
+        if snapshot.snapshot_id is not None:
+            what += f" {snapshot.snapshot_id}"
+        return Citation(url=self.source.url, title=f"{what} ({file.name})", published_at=moment)
+
+
+@dataclass
+class _Map:
+    """One file being written: its transaction, moment, citation and what was in force."""
+
+    w: Writer
+    file_id: int
+    moment: dt.datetime
+    citation: Citation
+    in_force: dict[tuple[str | None, str], dict[str, int]]
+    result: FileResult
+
+
+def _who(party: str | None) -> str:
+    return party or "no party's"
+
+
+def _named(file: MapFile, error: DomainError) -> str:
+    return error.detail if error.detail.startswith(file.name) else f"{file.name}: {error.detail}"

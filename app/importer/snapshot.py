@@ -1,0 +1,126 @@
+"""One map's features per line of testimony, their fingerprints and their unions.
+
+The as-of rule keeps one observation in force per (region, party, status, source, basis), so one
+map gives one observation per (party, status): the union of all its features that the rules
+assign to that (party, status). Building that union is the costly part of an import; a map whose
+features for a (party, status) are byte for byte those of the previous map does not need it:
+:func:`raw_hash` tells them apart without building any geometry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import shapely
+from shapely.errors import GEOSException
+from shapely.geometry import MultiPolygon
+
+from app.domain import geometry as geo
+from app.domain.model import Status
+from app.importer.reading import Feature, FileError
+from app.importer.rules import Rules, Skip
+
+Line = tuple[str | None, Status]  # (party, status)
+
+_NOT_TERRITORY = {
+    "Point": "not territory (point)",
+    "MultiPoint": "not territory (point)",
+    "LineString": "not territory (line)",
+    "MultiLineString": "not territory (line)",
+    "LinearRing": "not territory (line)",
+}
+
+
+@dataclass
+class Classified:
+    lines: dict[Line, list[Feature]] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def classify(features: Iterable[Feature], rules: Rules) -> Classified:
+    """Each feature to its (party, status), or to the reason it is skipped."""
+    out = Classified()
+    for feature in features:
+        kind = feature.kind
+        if kind is None:
+            out.skipped["no geometry"] += 1
+            continue
+        if kind in _NOT_TERRITORY:
+            out.skipped[_NOT_TERRITORY[kind]] += 1
+            continue
+        outcome = rules.classify(feature.properties)
+        if isinstance(outcome, Skip):
+            out.skipped[outcome.reason] += 1
+        else:
+            out.lines.setdefault(outcome, []).append(feature)
+    return out
+
+
+def raw_hash(features: Sequence[Feature]) -> str:
+    """A fingerprint of the features' geometries exactly as the file gives them."""
+    digest = hashlib.sha256()
+    mappings = [f.geometry for f in features if isinstance(f.geometry, Mapping)]
+    if mappings:
+        digest.update(orjson.dumps(mappings))
+    shapes = [f.geometry for f in features if not isinstance(f.geometry, Mapping)]
+    if shapes:
+        for wkb in shapely.to_wkb(np.asarray(shapes, dtype=object)):
+            digest.update(wkb)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Union:
+    geometry: MultiPolygon | None  # None: nothing with an area was left
+    repaired: int = 0
+    unreadable: int = 0
+
+
+def _shapes(file: str, features: Sequence[Feature], strict: bool) -> tuple[list[Any], int]:
+    """The features' geometries as shapely objects (2-D); unreadable ones are left out and
+    counted, or refused with ``strict``."""
+    texts = [orjson.dumps(f.geometry) for f in features if isinstance(f.geometry, Mapping)]
+    parsed = iter(shapely.from_geojson(texts, on_invalid="ignore") if texts else [])
+    shapes: list[Any] = []
+    unreadable = 0
+    for feature in features:
+        shape = next(parsed) if isinstance(feature.geometry, Mapping) else feature.geometry
+        if shape is None:
+            if strict:
+                try:
+                    shapely.from_geojson(orjson.dumps(feature.geometry))
+                    why = "not a geometry"
+                except GEOSException as e:
+                    why = str(e)
+                raise FileError(f"{file}: {feature.label}: unreadable geometry: {why}.")
+            unreadable += 1
+            continue
+        shapes.append(shape)
+    return list(shapely.force_2d(np.asarray(shapes, dtype=object))) if shapes else [], unreadable
+
+
+def union(file: str, features: Sequence[Feature], strict: bool) -> Union:
+    """The union of the features' polygons, repaired with ``make_valid`` (and counted) where
+    invalid, or refused with ``strict`` naming the file and the feature."""
+    shapes, unreadable = _shapes(file, features, strict)
+    if not shapes:
+        return Union(None, 0, unreadable)
+    array = np.asarray(shapes, dtype=object)
+    invalid = np.flatnonzero(~shapely.is_valid(array))
+    if len(invalid) and strict:
+        index = int(invalid[0])
+        feature = features[index]  # strict: no feature was left out, shapes match features
+        raise FileError(
+            f"{file}: {feature.label}: invalid polygon ({shapely.is_valid_reason(array[index])}); "
+            "--strict refuses it (without --strict it is repaired with make_valid and counted)."
+        )
+    if len(invalid):
+        array[invalid] = shapely.make_valid(array[invalid])
+    merged = geo.polygonal_part(shapely.union_all(array))
+    return Union(None if merged is None else geo.to_multipolygon(merged), len(invalid), unreadable)
