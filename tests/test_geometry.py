@@ -85,3 +85,13 @@ def test_to_geojson_is_rfc7946() -> None:
     assert out is not None
     assert "crs" not in out
     assert shapely.LinearRing(out["coordinates"][0]).is_ccw
+
+
+def test_area_is_exactly_what_pyproj_computes_for_the_whole_geometry() -> None:
+    """The rings go to pyproj as arrays; the figures are those of geometry_area_perimeter."""
+    data = json.loads((DATA_DIR / "regions" / "boundaries.geojson").read_text())
+    shapes = [shape(f["geometry"]) for f in data["features"]]
+    shapes.append(box(30, 45, 40, 52).difference(box(34, 48, 36, 50)))  # a hole
+    for geometry in shapes:
+        area_m2, _ = geo.WGS84.geometry_area_perimeter(shapely.orient_polygons(geometry))
+        assert geo.geodesic_area_km2(geometry) == abs(area_m2) / geo.M2_PER_KM2

@@ -28,8 +28,29 @@ def geodesic_area_km2(geometry: BaseGeometry | None) -> float:
     """
     if geometry is None or geometry.is_empty:
         return 0.0
-    area_m2, _perimeter = WGS84.geometry_area_perimeter(shapely.orient_polygons(geometry))
-    return abs(float(area_m2)) / M2_PER_KM2
+    return abs(_signed_area_m2(shapely.orient_polygons(geometry))) / M2_PER_KM2
+
+
+def _signed_area_m2(geometry: BaseGeometry) -> float:
+    """What ``Geod.geometry_area_perimeter`` gives (the same rings, summed in the same order),
+    with the coordinates handed over as arrays rather than copied point by point in Python."""
+    if isinstance(geometry, Polygon):
+        total = _ring_area_m2(geometry.exterior)
+        for hole in geometry.interiors:
+            total += _ring_area_m2(hole)
+        return total
+    if hasattr(geometry, "geoms"):
+        total = 0.0
+        for part in geometry.geoms:
+            total += _signed_area_m2(part)
+        return total
+    return _ring_area_m2(geometry)
+
+
+def _ring_area_m2(ring: BaseGeometry) -> float:
+    xy = shapely.get_coordinates(ring)
+    area, _perimeter = WGS84.polygon_area_perimeter(xy[:, 0], xy[:, 1])
+    return float(area)
 
 
 def orient_rfc7946(geometry: BaseGeometry) -> BaseGeometry:
