@@ -9,9 +9,10 @@ Per file and per (party, status) the map draws, one of three things is written:
 - for every region where the source's observation in force had ground that the new map no
   longer draws: an *ended* record (an empty drawing with ``reported_region``, area 0 there).
 
-Within a run, the raw fingerprint of each (party, status)'s features is kept from the previous
-file: when it has not changed the map is confirmed without building any geometry, and a file
-in which nothing changed costs little more than parsing it.
+Within a run, each (party, status)'s features are kept, as parsed, from the previous file (one
+file's worth, whatever the number of files): when they are equal the map is confirmed without
+building any geometry, and a file in which nothing changed costs little more than parsing it.
+At the start of a run, or when they differ, the exact ``geometry_hash`` comparison decides.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from app.domain.timeutil import isoformat
 from app.importer import moments
 from app.importer.reading import FileError, MapFile, Snapshot, discover, read_snapshot
 from app.importer.rules import Rules
-from app.importer.snapshot import Line, classify, raw_hash, union
+from app.importer.snapshot import Line, classify, raw_drawing, union
 from app.storage.repository import Repository
 from app.storage.writer import Writer, geometry_hash
 
@@ -62,7 +63,7 @@ class ImportOptions:
 class LineState:
     """What a file left in force for one (party, status): for the next file of the run."""
 
-    raw_hash: str
+    raw: list[Any]  # the features' geometries as the file gave them (see raw_drawing)
     observation_id: int
     regions: frozenset[str]
     repaired: int
@@ -332,12 +333,10 @@ class Importer:
         self, w: Writer, file_id: int, file: MapFile, snapshot: Snapshot, moment: dt.datetime
     ) -> FileResult:
         classified = classify(snapshot.features, self.o.rules)
-        hashes = {line: raw_hash(features) for line, features in classified.lines.items()}
+        raws = {line: raw_drawing(features) for line, features in classified.lines.items()}
         warm = self._state or {}
-        unchanged = (
-            self._state is not None and {line: s.raw_hash for line, s in warm.items()} == hashes
-        )
-        # Not needed when every (party, status) is the previous file's, raw byte for raw byte.
+        unchanged = self._state is not None and {line: s.raw for line, s in warm.items()} == raws
+        # Not needed when every (party, status) is drawn exactly as in the previous file.
         in_force = {} if unchanged else w.ground_in_force(self.o.source, self.o.basis, moment)
         m = _Map(
             w,
@@ -349,7 +348,7 @@ class Importer:
         )
         for line, features in classified.lines.items():
             known = warm.get(line)
-            if known is not None and known.raw_hash == hashes[line]:
+            if known is not None and known.raw == raws[line]:
                 m.result.confirmations += w.confirm(known.observation_id, moment, file_id)
                 m.result.repaired += known.repaired
                 m.result.state[line] = known
@@ -363,7 +362,7 @@ class Importer:
                 continue
             stored = self._store(m, line, len(features), drawn.geometry)
             if stored is not None:
-                m.result.state[line] = LineState(hashes[line], *stored, drawn.repaired)
+                m.result.state[line] = LineState(raws[line], *stored, drawn.repaired)
         if not unchanged:
             self._end(m)
         return m.result
