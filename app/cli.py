@@ -93,6 +93,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     from app.importer.rules import PROFILES, load_rules
 
     rules = PROFILES[args.profile] if args.profile else load_rules(Path(args.rules))
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment
+        user = "unknown"
     options = ImportOptions(
         source=args.source,
         rules=rules,
@@ -102,7 +106,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         strict=args.strict,
         dry_run=args.dry_run,
         keep_going=args.keep_going,
-        recorded_by=(args.recorded_by or f"import:{getpass.getuser()}")[:64],
+        recorded_by=(args.recorded_by or f"import:{user}")[:64],
         progress=not args.no_progress,
     )
     summary = Importer(_repo(), options).run([Path(p) for p in args.paths])

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import shapely
+from shapely.errors import GEOSException
 from shapely.geometry import MultiPolygon
 from sqlalchemy import Connection
 
@@ -216,7 +217,7 @@ class Importer:
             for done, (moment, file) in enumerate(planned, start=1):
                 try:
                     result = self._import_file(file, moment)
-                except DomainError as e:
+                except (DomainError, GEOSException) as e:
                     summary.files_failed += 1
                     summary.errors.append(_named(file, e))
                     if not keep_going:
@@ -451,5 +452,10 @@ def _who(party: str | None) -> str:
     return party or "no party's"
 
 
-def _named(file: MapFile, error: DomainError) -> str:
-    return error.detail if error.detail.startswith(file.name) else f"{file.name}: {error.detail}"
+def _named(file: MapFile, error: Exception) -> str:
+    """The error's message, beginning with the file's name."""
+    if isinstance(error, DomainError):
+        text = error.detail
+    else:  # GEOS failed on a shape of this file
+        text = f"{file.name}: geometry error: {error}"
+    return text if text.startswith(file.name) else f"{file.name}: {text}"
