@@ -41,6 +41,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         ["tokens", "create"],
         ["tokens", "list"],
         ["tokens", "revoke"],
+        ["import"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

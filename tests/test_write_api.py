@@ -457,3 +457,14 @@ def test_a_correction_is_one_feature(api: Api) -> None:
     assert "one Feature, not a FeatureCollection" in r.json()["detail"]
     missing = api.client.post("/observations/99999/corrections", json=feature(), headers=api.write)
     assert missing.status_code == 404
+
+
+def test_an_idempotency_key_on_a_resubmission_is_remembered(api: Api) -> None:
+    """The key's answer is then the only write of its transaction (a SQLite savepoint trap)."""
+    first = api.post(feature())
+    again = api.post(feature(), headers={"Idempotency-Key": "late-key"})
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    replay = api.post(feature(), headers={"Idempotency-Key": "late-key"})
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == again.json()

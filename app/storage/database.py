@@ -9,8 +9,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Executable
 
 from app.settings import PROJECT_ROOT
 
@@ -68,3 +70,21 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def insert_unless_duplicate(c: Connection, statement: Executable) -> CursorResult[Any] | None:
+    """Run an INSERT inside the current transaction; None when it breaks a unique constraint
+    (e.g. a concurrent writer got there first), leaving the transaction usable.
+
+    PostgreSQL needs a savepoint for that, or the error ends the transaction. SQLite must not
+    take one: when the INSERT is the transaction's first write, pysqlite has not begun the
+    transaction yet, and releasing the outermost SAVEPOINT would commit at once; a failed
+    INSERT in SQLite undoes only itself.
+    """
+    try:
+        if c.dialect.name == "sqlite":
+            return c.execute(statement)
+        with c.begin_nested():
+            return c.execute(statement)
+    except IntegrityError:
+        return None

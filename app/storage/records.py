@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.exc import IntegrityError
 
 from app.domain.errors import NotFound
 from app.domain.timeutil import isoformat, now
+from app.storage.database import insert_unless_duplicate
 from app.storage.tables import confirmations, idempotency_keys, observations, pieces
 
 
@@ -136,17 +136,14 @@ def remember(
     c: Connection, token: str, key: str, request_hash: str, status: int, body: Any
 ) -> None:
     """Store the answer in the same transaction as the write it describes."""
-    try:
-        with c.begin_nested():
-            c.execute(
-                idempotency_keys.insert().values(
-                    token=token,
-                    key=key,
-                    request_hash=request_hash,
-                    status=status,
-                    response=json.dumps(body),
-                    created_at=now(),
-                )
-            )
-    except IntegrityError:  # a concurrent request with the same key won; its answer stands
-        pass
+    insert_unless_duplicate(  # None: a concurrent request with this key won; its answer stands
+        c,
+        idempotency_keys.insert().values(
+            token=token,
+            key=key,
+            request_hash=request_hash,
+            status=status,
+            response=json.dumps(body),
+            created_at=now(),
+        ),
+    )

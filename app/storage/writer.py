@@ -17,7 +17,6 @@ from typing import Any
 import shapely
 from shapely.geometry import MultiPolygon
 from sqlalchemy import Connection, or_, select, text
-from sqlalchemy.exc import IntegrityError
 
 from app.domain import asof
 from app.domain import geometry as geo
@@ -25,6 +24,7 @@ from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.model import NewObservation
 from app.domain.observations import content_hash
 from app.domain.timeutil import isoformat, now
+from app.storage.database import insert_unless_duplicate
 from app.storage.tables import (
     confirmations,
     import_files,
@@ -347,16 +347,8 @@ class Writer:
             )
             .returning(import_files.c.id)
         )
-        try:
-            if self.c.dialect.name == "sqlite":
-                # No savepoint: when this is the transaction's first write, pysqlite has not
-                # begun it yet and RELEASE of the outermost SAVEPOINT would commit at once. A
-                # failed INSERT only undoes itself in SQLite, not the transaction.
-                return int(self.c.execute(insert).scalar_one())
-            with self.c.begin_nested():  # PostgreSQL: an error would end the transaction
-                return int(self.c.execute(insert).scalar_one())
-        except IntegrityError:  # another process imported it meanwhile
-            return None
+        done = insert_unless_duplicate(self.c, insert)  # None: imported meanwhile elsewhere
+        return None if done is None else int(done.scalar_one())
 
     def finish_import_file(
         self, import_file_id: int, summary: dict[str, Any], moment: Any = None
