@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=50 * 1024 * 1024, description="Largest request body accepted (413 beyond)."
     )
+    items_default_limit: int = Field(
+        default=100, ge=1, description="Features per page of /collections/{id}/items by default."
+    )
+    items_max_limit: int = Field(
+        default=1000,
+        ge=1,
+        description="Most features per page; a larger `limit` is clamped to it, not refused.",
+    )
     public_url: str | None = Field(
         default=None, description="External base URL, when the service runs behind a proxy."
     )

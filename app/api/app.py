@@ -11,6 +11,7 @@ from app import __version__
 from app.api import problems
 from app.api.auth import read_access
 from app.api.middleware import HeadAsGet
+from app.api.ogc import routes as ogc
 from app.api.routes import admin, meta, observations, regions
 from app.settings import Settings, get_settings
 from app.storage.database import create_db_engine, upgrade
@@ -60,7 +61,12 @@ def create_app(
             {"name": "regions", "description": "Regions and the claims about their ground."},
             {"name": "observations", "description": "Write, correct, retract; read history."},
             {"name": "reference", "description": "Parties and sources."},
-            {"name": "service", "description": "Landing page, health, problem types."},
+            {"name": "service", "description": "Health, problem types."},
+            {
+                "name": "OGC API - Features",
+                "description": "Landing page, conformance, collections and items, for GIS "
+                "clients (QGIS, GDAL/OGR, OWSLib); time-aware `datetime`, CQL2 `filter`.",
+            },
         ],
     )
     app.state.settings = settings
@@ -76,6 +82,7 @@ def create_app(
     problems.install(app)
     reads = [Depends(read_access)]  # public unless REQUIRE_TOKEN_FOR_READS
     app.include_router(meta.router)
+    app.include_router(ogc.router, dependencies=reads)
     app.include_router(regions.router, dependencies=reads)
     app.include_router(observations.router)
     app.include_router(admin.router)

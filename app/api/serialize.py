@@ -56,7 +56,14 @@ def citation_properties(piece: Piece) -> dict[str, Any]:
     }
 
 
-def piece_properties(piece: Piece) -> dict[str, Any]:
+def jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    """Values as JSON takes them: moments as RFC 3339 strings."""
+    return {k: isoformat(v) if isinstance(v, dt.datetime) else v for k, v in values.items()}
+
+
+def piece_values(piece: Piece) -> dict[str, Any]:
+    """A piece's properties with their Python values (moments as datetimes), as filters see
+    them; :func:`jsonable` of this is what the API serves."""
     return {
         "observation_id": piece.observation_id,
         "region": piece.region,
@@ -65,17 +72,24 @@ def piece_properties(piece: Piece) -> dict[str, Any]:
         "basis": piece.basis.value,
         "source": piece.source,
         "account": piece.account,
-        "valid_from": isoformat(piece.valid_from),
-        "valid_to": isoformat(piece.valid_to),
-        "valid_until": isoformat(piece.valid_until),
+        "valid_from": piece.valid_from,
+        "valid_to": piece.valid_to,
+        "valid_until": piece.valid_until,
         "area_km2": km2(piece.area_km2),
         "reported_area_km2": km2(piece.reported_area_km2),
         "reported_qualifier": piece.reported_qualifier.value if piece.reported_qualifier else None,
         "illustrative": piece.illustrative,
-        **citation_properties(piece),
+        "citation_url": piece.citation.url,
+        "citation_title": piece.citation.title,
+        "citation_publisher": piece.citation.publisher,
+        "citation_published_at": piece.citation.published_at,
         "note": piece.note,
-        "recorded_at": isoformat(piece.recorded_at),
+        "recorded_at": piece.recorded_at,
     }
+
+
+def piece_properties(piece: Piece) -> dict[str, Any]:
+    return jsonable(piece_values(piece))
 
 
 def piece_feature(piece: Piece) -> dict[str, Any]:

@@ -173,3 +173,17 @@ def spread(claims: Iterable[Piece]) -> Spread | None:
         return None
     ordered = sorted(figures, key=lambda c: (c.best_area_km2 or 0.0, c.observation_id))
     return Spread(high=ordered[-1], low=ordered[0])
+
+
+def overlaps(
+    valid_from: dt.datetime,
+    valid_until: dt.datetime | None,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+) -> bool:
+    """Whether the validity interval ``[valid_from, valid_until)`` meets the window
+    ``[start, end]`` (``None``: open). For an instant (``start == end == t``) this is exactly
+    "in force at t": ``valid_from <= t < valid_until``."""
+    if end is not None and valid_from > end:
+        return False
+    return start is None or valid_until is None or valid_until > start

@@ -58,3 +58,36 @@ def isoformat(moment: dt.datetime | None) -> str | None:
     moment = as_utc(moment)
     text = moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")
     return text.replace("+00:00", "Z")
+
+
+Window = tuple[dt.datetime | None, dt.datetime | None]
+
+
+def parse_window(value: str, parameter: str = "datetime") -> Window:
+    """Parse an instant or interval (OGC API / RFC 3339: ``T``, ``A/B``, ``../B``, ``A/..``) into
+    ``(start, end)``; ``None`` is an open end. An instant gives ``start == end``.
+
+    Dates follow the service's rule: a bare date as an instant or as the end of an interval is
+    the end of that day (so ``datetime=2025-04-26`` is the moment ``at=2025-04-26`` means); a
+    bare date as the start of an interval is the start of that day, so the whole day is in.
+    """
+    text = value.strip()
+    if "/" not in text:
+        moment = parse_moment(text, parameter)
+        return moment, moment
+    first, _, last = text.partition("/")
+    if first in ("", "..") and last in ("", ".."):
+        raise InvalidParameter(
+            parameter, f"'{parameter}' cannot be open at both ends ({value!r}); drop the filter."
+        )
+    start = None
+    if first not in ("", ".."):
+        start = parse_moment(first, parameter)
+        if _DATE.match(first.strip()):
+            start = start_of_day(start.date())
+    end = None if last in ("", "..") else parse_moment(last, parameter)
+    if start is not None and end is not None and start > end:
+        raise InvalidParameter(
+            parameter, f"'{parameter}' starts after it ends ({value!r}); swap the two moments."
+        )
+    return start, end

@@ -7,12 +7,41 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from shapely.geometry import MultiPolygon
 from sqlalchemy import Connection, Engine, func, select
 
 from app.domain.errors import NotFound
+from app.domain.model import Piece
 from app.domain.timeutil import isoformat, now
 from app.storage.database import insert_unless_duplicate
-from app.storage.tables import confirmations, idempotency_keys, observations, pieces
+from app.storage.tables import confirmations, idempotency_keys, observations, pieces, sources
+
+# The observation fields every listing of records carries, in order (no geometry).
+RECORD_FIELDS = (
+    "id",
+    "source",
+    "account",
+    "party",
+    "status",
+    "basis",
+    "valid_from",
+    "valid_to",
+    "valid_until",
+    "regions",
+    "areas_km2",
+    "reported_area_km2",
+    "reported_region",
+    "reported_qualifier",
+    "illustrative",
+    "citation_url",
+    "citation_title",
+    "citation_publisher",
+    "citation_published_at",
+    "note",
+    "recorded_at",
+    "recorded_by",
+    "supersedes",
+)
 
 
 @dataclass(frozen=True)
@@ -147,3 +176,48 @@ def remember(
             created_at=now(),
         ),
     )
+
+
+def records_of(engine: Engine, found: list[Piece]) -> list[dict[str, Any]]:
+    """The observation records behind these pieces, oldest first, each with the regions it
+    concerns, its measured area in each, and its validity interval: from ``valid_from`` until
+    the latest of its pieces' ``valid_until`` (open when any piece is open)."""
+    by_id: dict[int, list[Piece]] = {}
+    for piece in found:
+        by_id.setdefault(piece.observation_id, []).append(piece)
+    columns = [c for c in observations.c if c.name in RECORD_FIELDS] + [sources.c.account]
+    rows: dict[int, Any] = {}
+    ids = sorted(by_id)
+    with engine.connect() as c:
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            query = (
+                select(*columns)
+                .join(sources, sources.c.slug == observations.c.source)
+                .where(observations.c.id.in_(chunk))
+            )
+            rows.update((row["id"], row) for row in c.execute(query).mappings())
+    out = []
+    for oid in ids:
+        members = by_id[oid]
+        ends = [p.valid_until for p in members if p.valid_until is not None]
+        record = dict(rows[oid])
+        record["valid_until"] = max(ends) if len(ends) == len(members) else None
+        record["regions"] = sorted(p.region for p in members)
+        record["areas_km2"] = {
+            p.region: round(p.area_km2, 3) for p in members if p.area_km2 is not None
+        }
+        record["illustrative"] = bool(record["illustrative"])
+        out.append({name: record[name] for name in RECORD_FIELDS})
+    return sorted(out, key=lambda r: (r["valid_from"], r["id"]))
+
+
+def observation_geometries(engine: Engine, ids: list[int]) -> dict[int, MultiPolygon | None]:
+    """The polygons of these observations, as the sources drew them (not clipped)."""
+    out: dict[int, MultiPolygon | None] = {}
+    with engine.connect() as c:
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            query = select(observations.c.id, observations.c.geometry).where(
+                observations.c.id.in_(chunk)
+            )
+            out.update((oid, geometry) for oid, geometry in c.execute(query))
+    return out

@@ -185,13 +185,14 @@ class Repository:
 
     def _piece_query(
         self,
-        region: str,
+        region: str | None,
         flt: PieceFilter,
         with_geometry: bool,
         known_at: dt.datetime | None = None,
     ) -> Select[Any]:
-        """Pieces of a region with their observation's fields; current ones, or (``known_at``)
-        those the service knew then, superseded and retracted ones as they stood."""
+        """Pieces of a region (``None``: of every region) with their observation's fields;
+        current ones, or (``known_at``) those the service knew then, superseded and retracted
+        ones as they stood."""
         cols: list[Any] = [
             pieces.c.observation_id,
             pieces.c.region,
@@ -221,8 +222,9 @@ class Repository:
             .select_from(pieces)
             .join(observations, observations.c.id == pieces.c.observation_id)
             .join(sources, sources.c.slug == pieces.c.source)
-            .where(pieces.c.region == region)
         )
+        if region is not None:
+            query = query.where(pieces.c.region == region)
         if known_at is None:
             query = query.where(pieces.c.active.is_(True))
         else:
@@ -298,6 +300,67 @@ class Repository:
             for p in found
             if (start is None or p.valid_from >= start) and (end is None or p.valid_from <= end)
         ]
+
+    def all_pieces(
+        self,
+        flt: PieceFilter,
+        known_at: dt.datetime | None = None,
+        bbox: tuple[float, float, float, float] | None = None,
+        window: tuple[dt.datetime | None, dt.datetime | None] | None = None,
+        regions: Sequence[str] | None = None,
+    ) -> list[Piece]:
+        """Pieces of every region (no geometry) in time order, each with its validity interval,
+        optionally only those meeting the time ``window`` and, as a first cut on stored bounding
+        boxes, ``bbox`` (callers test the polygons themselves).
+
+        With ``known_at``: the record as it stood then, intervals recomputed from whole lines of
+        testimony (so neither cut is made in SQL then).
+        """
+        query = self._piece_query(None, flt, with_geometry=False, known_at=known_at)
+        if regions is not None:  # lines of testimony are per region: safe to cut before
+            query = query.where(pieces.c.region.in_(list(regions)))
+        if bbox is not None and known_at is None:
+            min_lon, min_lat, max_lon, max_lat = bbox
+            query = query.where(
+                pieces.c.min_lon <= max_lon,
+                pieces.c.max_lon >= min_lon,
+                pieces.c.min_lat <= max_lat,
+                pieces.c.max_lat >= min_lat,
+            )
+        if window is not None and known_at is None:
+            start, end = window
+            if end is not None:
+                query = query.where(pieces.c.valid_from <= end)
+            if start is not None:
+                query = query.where(
+                    or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > start)
+                )
+        with self.engine.connect() as c:
+            found = [_piece(row) for row in c.execute(query).mappings()]
+        if known_at is not None:
+            found = asof.with_intervals(found)
+            if window is not None:
+                found = [p for p in found if asof.overlaps(p.valid_from, p.valid_until, *window)]
+        return found
+
+    def piece_geometries(
+        self, keys: Sequence[tuple[int, str]]
+    ) -> dict[tuple[int, str], MultiPolygon | None]:
+        """The clipped polygons of these (observation id, region) pieces."""
+        wanted = set(keys)
+        out: dict[tuple[int, str], MultiPolygon | None] = {}
+        ids = sorted({oid for oid, _ in wanted})
+        with self.engine.connect() as c:
+            for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+                rows = c.execute(
+                    select(pieces.c.observation_id, pieces.c.region, pieces.c.geometry).where(
+                        pieces.c.observation_id.in_(chunk)
+                    )
+                )
+                for oid, region, geometry in rows:
+                    if (oid, region) in wanted:
+                        out[(oid, region)] = geometry
+        return out
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as c:

@@ -1,10 +1,10 @@
-"""The service's own resources: landing page, health, parties, sources, problem types."""
+"""The service's own resources: health, parties, sources, problem types."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from sqlalchemy import text
 
 from app import __version__
@@ -15,27 +15,6 @@ from app.api.responses import JSON
 from app.domain.errors import NotFound
 
 router = APIRouter()
-
-
-@router.get("/", tags=["service"], summary="What this service is, and where to go next")
-def landing(request: Request) -> JSON:
-    base = str(request.base_url).rstrip("/")
-    return JSON(
-        {
-            "title": "Frontline Atlas",
-            "description": "Who controls which ground, when, and according to whom: time-stamped "
-            "territorial-control polygons and area claims, each with its source and citation.",
-            "version": __version__,
-            "links": [
-                {"rel": "self", "href": f"{base}/", "type": "application/json"},
-                {"rel": "service-doc", "href": f"{base}/docs", "type": "text/html"},
-                {"rel": "service-desc", "href": f"{base}/openapi.json", "type": "application/json"},
-                {"rel": "data", "href": f"{base}/regions", "type": "application/geo+json"},
-                {"rel": "parties", "href": f"{base}/parties", "type": "application/json"},
-                {"rel": "sources", "href": f"{base}/sources", "type": "application/json"},
-            ],
-        }
-    )
 
 
 @router.get("/healthz", tags=["service"], summary="Liveness and database check")

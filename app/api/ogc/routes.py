@@ -1,0 +1,499 @@
+"""OGC API - Features: landing page, conformance, collections, items, queryables, and the
+OpenAPI 3.0 definition. Part 1 (Core, GeoJSON, HTML, OpenAPI 3.0) and Part 3 (CQL2 filters).
+
+Time is handled as the as-of rule wants it: each feature of ``control`` is valid over an
+interval, and ``datetime`` matches the features whose interval meets the instant or interval
+asked for, not those whose one timestamp falls inside it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+from starlette.datastructures import URL
+
+from app import __version__
+from app.api.deps import Repo
+from app.api.ogc import html
+from app.api.ogc.collections import COLLECTIONS, Collection, Item, ItemQuery
+from app.api.ogc.filters import CRS84, parse_bbox, parse_filter
+from app.api.ogc.openapi import OPENAPI_30_MEDIA_TYPE, openapi_30
+from app.api.params import KnownAt, known_moment, piece_filter
+from app.api.responses import GEOJSON_MEDIA_TYPE, JSON, GeoJSON
+from app.api.serialize import ILLUSTRATIVE_NOTICE, jsonable
+from app.domain import geometry as geo
+from app.domain.errors import InvalidParameter, NotFound, UnknownCode
+from app.domain.timeutil import isoformat, now, parse_window
+from app.settings import Settings
+
+router = APIRouter(tags=["OGC API - Features"])
+
+JSON_TYPE = "application/json"
+HTML_TYPE = "text/html"
+SCHEMA_TYPE = "application/schema+json"
+OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
+
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/property-property",
+]
+
+# Query parameters every /items request may carry; each collection adds its property ones.
+ITEMS_PARAMETERS = {
+    "bbox",
+    "bbox-crs",
+    "datetime",
+    "limit",
+    "offset",
+    "filter",
+    "filter-lang",
+    "filter-crs",
+    "known_at",
+    "f",
+}
+
+Format = Annotated[
+    str | None,
+    Query(description="`json` (GeoJSON for features) or `html`; default by the Accept header."),
+]
+CollectionId = Annotated[
+    str,
+    Path(
+        alias="collectionId", description="Collection id: `regions`, `control` or `observations`."
+    ),
+]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def base_url(request: Request) -> str:
+    public = _settings(request).public_url
+    return (public or str(request.base_url)).rstrip("/")
+
+
+def _accept_q(accept: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if media:
+            out[media.lower()] = q
+    return out
+
+
+def wants_html(request: Request, f: str | None) -> bool:
+    """``f=html`` or ``f=json``; else HTML only when the Accept header names text/html at least
+    as high as any JSON type (browsers). ``*/*`` and no Accept header give JSON."""
+    if f is not None:
+        if f not in ("json", "geojson", "html"):
+            raise InvalidParameter("f", f"'f' is json or html, not {f!r}.")
+        return f == "html"
+    q = _accept_q(request.headers.get("accept", ""))
+    html_q = q.get(HTML_TYPE, 0.0)
+    json_q = max((q.get(t, 0.0) for t in (JSON_TYPE, GEOJSON_MEDIA_TYPE, SCHEMA_TYPE)), default=0.0)
+    return html_q > 0 and html_q >= json_q
+
+
+def link(
+    href: str, rel: str, media_type: str, title: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"href": href, "rel": rel, "type": media_type}
+    if title:
+        out["title"] = title
+    out.update(extra)
+    return out
+
+
+def self_links(request: Request, json_type: str = JSON_TYPE) -> list[dict[str, Any]]:
+    """``self`` and ``alternate`` links for a resource offered as JSON and HTML."""
+    as_json = str(_url(request).include_query_params(f="json"))
+    as_html = str(_url(request).include_query_params(f="html"))
+    return [
+        link(as_json, "self", json_type, "This document"),
+        link(as_html, "alternate", HTML_TYPE, "This document as HTML"),
+    ]
+
+
+def _url(request: Request) -> URL:
+    """The request's URL, on the public base URL when one is set."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    return URL(base_url(request) + request.url.path + query)
+
+
+def _collection(collection_id: str) -> Collection:
+    try:
+        return COLLECTIONS[collection_id]
+    except KeyError:
+        raise NotFound(
+            f"There is no collection {collection_id!r}. Collections: "
+            f"{', '.join(COLLECTIONS)} (GET /collections)."
+        ) from None
+
+
+# --- landing, conformance, API definition -----------------------------------------------------
+
+
+@router.get("/", summary="Landing page: what this service is, and where to go next")
+def landing(request: Request, f: Format = None) -> Response:
+    base = base_url(request)
+    links = [
+        *self_links(request),
+        link(f"{base}/api", "service-desc", OPENAPI_30_MEDIA_TYPE, "API definition (OpenAPI 3.0)"),
+        link(f"{base}/openapi.json", "service-desc", JSON_TYPE, "API definition (OpenAPI 3.1)"),
+        link(f"{base}/docs", "service-doc", HTML_TYPE, "API documentation"),
+        link(f"{base}/conformance", "conformance", JSON_TYPE, "Conformance classes"),
+        link(f"{base}/conformance", OGC_REL + "conformance", JSON_TYPE, "Conformance classes"),
+        link(f"{base}/collections", "data", JSON_TYPE, "Feature collections"),
+        link(f"{base}/collections", OGC_REL + "data", JSON_TYPE, "Feature collections"),
+        link(f"{base}/regions", "regions", GEOJSON_MEDIA_TYPE, "Regions and their claims"),
+        link(f"{base}/parties", "parties", JSON_TYPE, "Parties"),
+        link(f"{base}/sources", "sources", JSON_TYPE, "Sources"),
+        link(f"{base}/exports/observations?format=csv", "export", "text/csv", "All data as CSV"),
+    ]
+    title = "Frontline Atlas"
+    description = (
+        "Who controls which ground, when, and according to whom: time-stamped "
+        "territorial-control polygons and area claims, each with its source and citation."
+    )
+    if wants_html(request, f):
+        return html.page(title, html.paragraph(description), links)
+    return JSON(
+        {"title": title, "description": description, "version": __version__, "links": links}
+    )
+
+
+@router.get("/conformance", summary="The conformance classes this service implements")
+def conformance(request: Request, f: Format = None) -> Response:
+    if wants_html(request, f):
+        return html.page("Conformance", html.bullet_list(CONFORMANCE), self_links(request))
+    return JSON({"conformsTo": CONFORMANCE, "links": self_links(request)})
+
+
+def shared_parameters(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Parameters declared once under components/parameters, as OGC API - Features wants."""
+    return {
+        "limit": {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "style": "form",
+            "explode": False,
+            "description": "Features per page. A larger value is clamped to the maximum, not "
+            "refused; follow the `next` link for the rest.",
+            "schema": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": settings.items_max_limit,
+                "default": settings.items_default_limit,
+            },
+        },
+        "bbox": {
+            "name": "bbox",
+            "in": "query",
+            "required": False,
+            "style": "form",
+            "explode": False,
+            "description": "minLon,minLat,maxLon,maxLat in WGS84 (CRS84).",
+            "schema": {
+                "type": "array",
+                "minItems": 4,
+                "maxItems": 6,
+                "items": {"type": "number"},
+            },
+        },
+        "datetime": {
+            "name": "datetime",
+            "in": "query",
+            "required": False,
+            "style": "form",
+            "explode": False,
+            "description": "Instant or interval (2025-04-26, 2024-08-01/2025-05-01, "
+            "../2025-04-26, 2025-01-01/..). A feature matches when its validity interval meets "
+            "it. A bare date as an instant or an end is the end of that day, UTC; as a start, "
+            "its beginning.",
+            "schema": {"type": "string"},
+        },
+    }
+
+
+@router.get(
+    "/api",
+    summary="The API definition, OpenAPI 3.0",
+    responses={200: {"content": {OPENAPI_30_MEDIA_TYPE: {}}}},
+)
+def api_definition(request: Request) -> Response:
+    cached = getattr(request.app.state, "openapi_30", None)
+    if cached is None:
+        cached = openapi_30(request.app.openapi(), shared_parameters(_settings(request)))
+        request.app.state.openapi_30 = cached
+    return JSON(cached, media_type=OPENAPI_30_MEDIA_TYPE)
+
+
+# --- collections ------------------------------------------------------------------------------
+
+
+def collection_json(request: Request, collection: Collection, repo: Repo) -> dict[str, Any]:
+    base = f"{base_url(request)}/collections/{collection.id}"
+    return {
+        "id": collection.id,
+        "title": collection.title,
+        "description": collection.description,
+        "itemType": "feature",
+        "crs": [CRS84],
+        "extent": collection.extent(repo),
+        "links": [
+            link(base, "self", JSON_TYPE, collection.title),
+            link(f"{base}?f=html", "alternate", HTML_TYPE, f"{collection.title} as HTML"),
+            link(f"{base}/items", "items", GEOJSON_MEDIA_TYPE, "Items as GeoJSON"),
+            link(f"{base}/items?f=html", "items", HTML_TYPE, "Items as HTML"),
+            link(f"{base}/queryables", OGC_REL + "queryables", SCHEMA_TYPE, "Queryables"),
+        ],
+    }
+
+
+@router.get("/collections", summary="The feature collections")
+def collections(request: Request, repo: Repo, f: Format = None) -> Response:
+    items = [collection_json(request, c, repo) for c in COLLECTIONS.values()]
+    links = self_links(request)
+    if wants_html(request, f):
+        return html.page("Collections", html.collections_table(items), links)
+    return JSON({"collections": items, "links": links})
+
+
+@router.get("/collections/{collectionId}", summary="One feature collection")
+def collection(
+    request: Request, repo: Repo, collection_id: CollectionId, f: Format = None
+) -> Response:
+    body = collection_json(request, _collection(collection_id), repo)
+    if wants_html(request, f):
+        text = html.paragraph(body["description"]) + html.table(["extent"], [[body["extent"]]])
+        return html.page(body["title"], text, body["links"])
+    return JSON(body)
+
+
+@router.get(
+    "/collections/{collectionId}/queryables",
+    summary="The properties a filter may name (JSON Schema)",
+    responses={200: {"content": {SCHEMA_TYPE: {}}}},
+)
+def queryables(request: Request, collection_id: CollectionId, f: Format = None) -> Response:
+    coll = _collection(collection_id)
+    url = f"{base_url(request)}/collections/{coll.id}/queryables"
+    body: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": url,
+        "type": "object",
+        "title": f"{coll.title}: queryables",
+        "properties": coll.queryables,
+        "additionalProperties": False,
+    }
+    if wants_html(request, f):
+        rows = [
+            (name, s.get("title"), s.get("type") or s.get("format"))
+            for name, s in coll.queryables.items()
+        ]
+        return html.page(f"{coll.title}: queryables", html.table(["name", "title", "type"], rows))
+    return JSON(body, media_type=SCHEMA_TYPE)
+
+
+# --- items ------------------------------------------------------------------------------------
+
+
+def _check_parameters(request: Request, coll: Collection) -> None:
+    allowed = ITEMS_PARAMETERS | set(coll.parameters)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise InvalidParameter(
+            unknown[0],
+            f"Unknown parameter {unknown[0]!r} for collection {coll.id!r}. Its parameters: "
+            f"{', '.join(sorted(allowed))}; anything else goes in a CQL2 'filter'.",
+            known=sorted(allowed),
+        )
+
+
+def _region_codes(repo: Repo, values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    known = [r.slug for r in repo.regions(with_boundary=False)]
+    out = []
+    for raw in values:
+        for value in (v.strip() for v in raw.split(",")):
+            if value not in known:
+                raise UnknownCode("region", value, known, "region")
+            out.append(value)
+    return out
+
+
+def _feature(item: Item) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "id": item.id,
+        "geometry": geo.to_geojson(item.geometry),
+        "properties": jsonable(item.values),
+    }
+
+
+def _page_links(
+    request: Request, coll: Collection, matched: int, offset: int, limit: int
+) -> list[dict[str, Any]]:
+    url = _url(request)
+    links = [
+        link(str(url.include_query_params(f="json")), "self", GEOJSON_MEDIA_TYPE, "This page"),
+        link(str(url.include_query_params(f="html")), "alternate", HTML_TYPE, "This page as HTML"),
+    ]
+    if offset + limit < matched:
+        nxt = url.include_query_params(offset=offset + limit, limit=limit)
+        links.append(link(str(nxt), "next", GEOJSON_MEDIA_TYPE, "Next page"))
+    if offset > 0:
+        prev = url.include_query_params(offset=max(0, offset - limit), limit=limit)
+        links.append(link(str(prev), "prev", GEOJSON_MEDIA_TYPE, "Previous page"))
+    collection_url = f"{base_url(request)}/collections/{coll.id}"
+    links.append(link(collection_url, "collection", JSON_TYPE, coll.title))
+    return links
+
+
+@router.get(
+    "/collections/{collectionId}/items",
+    response_class=GeoJSON,
+    responses={200: {"content": {GEOJSON_MEDIA_TYPE: {}, HTML_TYPE: {}}}},
+    summary="The features of a collection: filtered by place, time, properties and CQL2",
+    description=(
+        "GeoJSON FeatureCollection, paged (`limit`, `offset`, and a `next` link keeping every "
+        "other parameter), with `numberMatched` and `numberReturned`. `datetime` matches the "
+        "features whose validity interval meets the instant or interval. `filter` takes CQL2 "
+        "text (or JSON with `filter-lang=cql2-json`) over the collection's queryables."
+    ),
+)
+def items(
+    request: Request,
+    repo: Repo,
+    collection_id: CollectionId,
+    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat (CRS84).")] = None,
+    bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description="Only CRS84.")] = None,
+    datetime: Annotated[
+        str | None, Query(description="Instant or interval the validity must meet.")
+    ] = None,
+    limit: Annotated[int | None, Query(description="Features per page (clamped).")] = None,
+    offset: Annotated[int, Query(ge=0, description="Features to skip (paging).")] = 0,
+    filter: Annotated[str | None, Query(description="CQL2 filter on the queryables.")] = None,
+    filter_lang: Annotated[
+        str | None, Query(alias="filter-lang", description="`cql2-text` (default) or `cql2-json`.")
+    ] = None,
+    filter_crs: Annotated[str | None, Query(alias="filter-crs", description="Only CRS84.")] = None,
+    region: Annotated[list[str] | None, Query(description="Only these regions (slugs).")] = None,
+    party: Annotated[list[str] | None, Query(description="Only these parties (or `none`).")] = None,
+    status: Annotated[list[str] | None, Query(description="Only these statuses.")] = None,
+    source: Annotated[list[str] | None, Query(description="Only these sources.")] = None,
+    account: Annotated[
+        list[str] | None, Query(description="Only sources speaking for these parties.")
+    ] = None,
+    known_at: KnownAt = None,
+    f: Format = None,
+) -> Response:
+    coll = _collection(collection_id)
+    _check_parameters(request, coll)
+    as_html = wants_html(request, f)
+    settings = _settings(request)
+    if limit is not None and limit < 1:
+        raise InvalidParameter("limit", f"'limit' must be 1 or more, not {limit}.")
+    size = min(limit or settings.items_default_limit, settings.items_max_limit)
+    area = parse_bbox(bbox, bbox_crs) if bbox is not None else None
+    cql = parse_filter(filter, filter_lang, coll.queryables, filter_crs) if filter else None
+    window = parse_window(datetime) if datetime is not None and coll.temporal else None
+    query = ItemQuery(
+        flt=piece_filter(repo, party, status, source, account),
+        regions=_region_codes(repo, region),
+        window=window,
+        envelope=area.envelope if area else None,
+        known_at=known_moment(known_at),
+    )
+    candidates = coll.candidates(repo, query)
+    matched: list[Item] = []
+    spatial = area is not None or (cql is not None and cql.spatial)
+    for start in range(0, len(candidates), 500):
+        chunk = candidates[start : start + 500]
+        if spatial:
+            coll.load_geometries(repo, chunk)
+        for item in chunk:
+            if area is not None and (
+                item.geometry is None or not item.geometry.intersects(area.shape)
+            ):
+                continue
+            if cql is not None and not cql.matches({**item.values, "geometry": item.geometry}):
+                continue
+            if not offset <= len(matched) < offset + size:
+                item.geometry, item.has_geometry = None, False  # not on this page: let go
+            matched.append(item)
+    page = matched[offset : offset + size]
+    coll.load_geometries(repo, page)
+    features = [_feature(item) for item in page]
+    links = _page_links(request, coll, len(matched), offset, size)
+    if as_html:
+        text = html.paragraph(f"{len(matched)} features match; {len(page)} shown from {offset}.")
+        return html.page(f"{coll.title}: items", text + html.features_table(features), links)
+    body: dict[str, Any] = {"type": "FeatureCollection"}
+    if any(item.values.get("illustrative") for item in page):
+        body.update(illustrative=True, notice=ILLUSTRATIVE_NOTICE)
+    body.update(
+        timeStamp=isoformat(now()),
+        numberMatched=len(matched),
+        numberReturned=len(features),
+        links=links,
+        features=features,
+    )
+    return GeoJSON(body)
+
+
+@router.get(
+    "/collections/{collectionId}/items/{featureId}",
+    response_class=GeoJSON,
+    responses={200: {"content": {GEOJSON_MEDIA_TYPE: {}, HTML_TYPE: {}}}},
+    summary="One feature",
+)
+def item(
+    request: Request,
+    repo: Repo,
+    collection_id: CollectionId,
+    feature_id: Annotated[str, Path(alias="featureId", description="Feature id.")],
+    known_at: KnownAt = None,
+    f: Format = None,
+) -> Response:
+    coll = _collection(collection_id)
+    found = coll.item(repo, feature_id, ItemQuery(known_at=known_moment(known_at)))
+    coll.load_geometries(repo, [found])
+    feature = _feature(found)
+    base = f"{base_url(request)}/collections/{coll.id}"
+    links = [
+        *self_links(request, GEOJSON_MEDIA_TYPE),
+        link(base, "collection", JSON_TYPE, coll.title),
+    ]
+    if wants_html(request, f):
+        return html.page(f"{coll.title}: {feature_id}", html.features_table([feature]), links)
+    return GeoJSON({**feature, "links": links})
