@@ -9,11 +9,18 @@ Without a reachable PostGIS the PostGIS tests are skipped, unless ``FRONTLINE_RE
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -173,6 +180,55 @@ def client(seeded_engine: Engine) -> Iterator[TestClient]:
     app = create_app(Settings(database_url=str(seeded_engine.url)), engine=seeded_engine)
     with TestClient(app) as c:
         yield c
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    """The service on a real port, for clients that speak HTTP themselves (GDAL, OWSLib)."""
+
+    url: str  # e.g. http://127.0.0.1:54321, no trailing slash
+    backend: str  # "sqlite" or "postgis"
+    engine: Engine
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(engine: Engine, backend: str, **settings: Any) -> Iterator[LiveServer]:
+    """Run uvicorn on the engine's database in a thread for the duration of the block."""
+    app = create_app(Settings(database_url=str(engine.url), **settings), engine=engine)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", backend, engine)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def live_server(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_databases: PostgresDatabases | None,
+) -> Iterator[LiveServer]:
+    """The seeded service on a real port (uvicorn), once on SQLite and once on PostGIS.
+    Read-only: tests that write start their own with :func:`serve`."""
+    engine = _seeded(request.param, tmp_path_factory, pg_databases)
+    with serve(engine, request.param) as live:
+        yield live
+    engine.dispose()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
