@@ -108,19 +108,22 @@ def _bbox_literal(*numbers: float) -> BaseGeometry:
 FUNCTIONS: dict[str, Callable[..., Any]] = {"bbox": _bbox_literal}
 
 
-def _json_bbox_as_polygon(node: Any) -> Any:
-    """CQL2-JSON ``{"bbox": [...]}`` as a polygon (pygeofilter 0.4 reads its numbers in the
-    wrong order)."""
+def _json_to_pygeofilter(node: Any) -> Any:
+    """CQL2-JSON 1.0 as pygeofilter 0.4 reads it: ``{"bbox": [...]}`` as a polygon (it takes
+    the numbers in the wrong order), ``between`` with its bounds in a list (an older draft)."""
     if isinstance(node, dict):
+        args = node.get("args")
+        if node.get("op") == "between" and isinstance(args, list) and len(args) == 3:
+            node = {**node, "args": [args[0], [args[1], args[2]]]}
         if set(node) == {"bbox"} and isinstance(node["bbox"], list):
             n = node["bbox"]
             if len(n) == 6:
                 n = [n[0], n[1], n[3], n[4]]
             if len(n) == 4 and all(isinstance(x, int | float) for x in n):
                 return shapely.geometry.mapping(box(*n))
-        return {k: _json_bbox_as_polygon(v) for k, v in node.items()}
+        return {k: _json_to_pygeofilter(v) for k, v in node.items()}
     if isinstance(node, list):
-        return [_json_bbox_as_polygon(v) for v in node]
+        return [_json_to_pygeofilter(v) for v in node]
     return node
 
 
@@ -147,7 +150,7 @@ def _parse(text: str, lang: str) -> ast.Node:
             "filter", f"'filter' is not JSON ({e}); with filter-lang=cql2-json send CQL2-JSON."
         ) from None
     try:
-        return parse_cql2_json(_json_bbox_as_polygon(document))
+        return parse_cql2_json(_json_to_pygeofilter(document))
     except Exception as e:
         raise InvalidParameter(
             "filter",
