@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -199,22 +200,40 @@ def _free_port() -> int:
 
 @contextmanager
 def serve(engine: Engine, backend: str, **settings: Any) -> Iterator[LiveServer]:
-    """Run uvicorn on the engine's database in a thread for the duration of the block."""
-    app = create_app(Settings(database_url=str(engine.url), **settings), engine=engine)
+    """Run ``uvicorn`` in its own process on the engine's database for the duration of the
+    block. A process, not a thread: clients that run inside the test process (pyogrio's GDAL)
+    may hold the GIL while they wait for the server. ``settings`` become environment variables
+    (``items_max_limit=3`` -> ``ITEMS_MAX_LIMIT=3``)."""
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
+    env = {
+        **os.environ,
+        "DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        "AUTO_MIGRATE": "false",
+        "AUTO_SEED": "false",
+        **{name.upper(): str(value) for name, value in settings.items()},
+    }
+    command = [sys.executable, "-m", "uvicorn", "app.api.app:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", backend, engine)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the test server did not start (exit code {process.poll()})")
+            time.sleep(0.05)
+        yield LiveServer(url, backend, engine)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
