@@ -192,10 +192,27 @@ class LiveServer:
     engine: Engine
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[Any], seconds: float = 60) -> None:
+    """Wait for ``url``/healthz to answer 200; fail with the server's output if it exits."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            pytest.fail(f"the service exited with code {process.returncode}: {output}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"the service did not come up in {seconds:.0f} s")
+        time.sleep(0.1)
 
 
 @contextmanager
@@ -204,7 +221,7 @@ def serve(engine: Engine, backend: str, **settings: Any) -> Iterator[LiveServer]
     block. A process, not a thread: clients that run inside the test process (pyogrio's GDAL)
     may hold the GIL while they wait for the server. ``settings`` become environment variables
     (``items_max_limit=3`` -> ``ITEMS_MAX_LIMIT=3``)."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": engine.url.render_as_string(hide_password=False),
@@ -217,16 +234,7 @@ def serve(engine: Engine, backend: str, **settings: Any) -> Iterator[LiveServer]
     process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the test server did not start (exit code {process.poll()})")
-            time.sleep(0.05)
+        wait_until_healthy(url, process)
         yield LiveServer(url, backend, engine)
     finally:
         process.terminate()
@@ -236,18 +244,13 @@ def serve(engine: Engine, backend: str, **settings: Any) -> Iterator[LiveServer]
             process.kill()
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def live_server(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    pg_databases: PostgresDatabases | None,
-) -> Iterator[LiveServer]:
+@pytest.fixture(scope="session")
+def live_server(seeded_engine: Engine) -> Iterator[LiveServer]:
     """The seeded service on a real port (uvicorn), once on SQLite and once on PostGIS.
     Read-only: tests that write start their own with :func:`serve`."""
-    engine = _seeded(request.param, tmp_path_factory, pg_databases)
-    with serve(engine, request.param) as live:
+    backend = "postgis" if seeded_engine.dialect.name == "postgresql" else "sqlite"
+    with serve(seeded_engine, backend) as live:
         yield live
-    engine.dispose()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

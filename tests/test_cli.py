@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 from app.settings import PROJECT_ROOT
+from tests.conftest import free_port, wait_until_healthy
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -84,16 +83,10 @@ def test_an_unreachable_database_is_explained() -> None:
     assert "Traceback" not in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_migrates_seeds_and_answers_over_http(empty_engine: Engine) -> None:
     """`frontline serve` on an empty database: prints its URLs, then answers real HTTP."""
     url = empty_engine.url.render_as_string(hide_password=False)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--port", str(port), "--log-level", "warning"],
         env={**os.environ, "DATABASE_URL": url},
@@ -104,16 +97,7 @@ def test_serve_migrates_seeds_and_answers_over_http(empty_engine: Engine) -> Non
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "the service did not come up in 60 s"
-            time.sleep(0.2)
+        wait_until_healthy(base, process)
         r = httpx.get(
             f"{base}/regions/kursk/change",
             params={"party": "UA", "from": "2024-08-31", "to": "2025-04-26", "account": "UA"},
