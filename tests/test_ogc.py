@@ -127,6 +127,9 @@ def test_api_definition_is_valid_openapi_30(client: TestClient) -> None:
     assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
     items_op = doc["paths"]["/collections/{collectionId}/items"]["get"]
     assert {"$ref": "#/components/parameters/limit"} in items_op["parameters"]
+    concrete = doc["paths"]["/collections/control/items"]["get"]  # where GDAL looks
+    assert {"$ref": "#/components/parameters/limit"} in concrete["parameters"]
+    assert "collectionId" not in {p.get("name") for p in concrete["parameters"]}
     names = {p.get("name") for p in items_op["parameters"]}
     assert {"filter", "filter-lang", "region", "party", "source", "known_at"} <= names
 
@@ -587,3 +590,15 @@ def test_known_at_shows_the_collections_as_they_stood(empty_engine: Engine) -> N
         assert client.get("/collections/control/items/8-kursk").status_code == 404
         obs = items(client, "observations", source="ua-officials", known_at=before.isoformat())
         assert {f["id"] for f in obs["features"]} == {"8", "10"}
+
+
+def test_schema_describes_every_property(client: TestClient) -> None:
+    collection = client.get("/collections/observations").json()
+    r = client.get(link_of(collection, "describedby")["href"])
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/schema+json"
+    props = r.json()["properties"]
+    assert props["areas_km2"]["type"] == "object"
+    assert props["valid_to"]["format"] == "date-time"
+    feature = items(client, "observations", limit=1)["features"][0]
+    assert set(feature["properties"]) <= set(props)

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from app.domain.errors import InvalidParameter
-from app.domain.timeutil import isoformat, parse_moment
+from app.domain.timeutil import isoformat, parse_moment, parse_window
 
 UTC = dt.UTC
 
@@ -19,6 +19,7 @@ UTC = dt.UTC
         ("2025-04-26T15:00:00+03:00", dt.datetime(2025, 4, 26, 12, tzinfo=UTC)),
         ("2025-04-26T12:00:00", dt.datetime(2025, 4, 26, 12, tzinfo=UTC)),
         ("2025-04-26T12:00:00.5Z", dt.datetime(2025, 4, 26, 12, 0, 0, 500000, tzinfo=UTC)),
+        ("2025-04-26T", dt.datetime(2025, 4, 26, 23, 59, 59, 999999, tzinfo=UTC)),  # GDAL's
     ],
 )
 def test_parse_moment(text: str, expected: dt.datetime) -> None:
@@ -37,3 +38,40 @@ def test_malformed_moments_name_the_parameter(text: str) -> None:
 
 def test_isoformat_uses_z() -> None:
     assert isoformat(dt.datetime(2025, 4, 26, tzinfo=UTC)) == "2025-04-26T00:00:00Z"
+
+
+END_OF_DAY = dt.time(23, 59, 59, 999999, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        ("2025-04-26", dt.datetime(2025, 4, 26, 23, 59, 59, 999999, tzinfo=UTC), "same"),
+        (
+            "2024-08-01/2025-05-01",
+            dt.datetime(2024, 8, 1, tzinfo=UTC),
+            dt.datetime.combine(dt.date(2025, 5, 1), END_OF_DAY),
+        ),
+        ("../2025-04-26", None, dt.datetime.combine(dt.date(2025, 4, 26), END_OF_DAY)),
+        ("2025-01-01/..", dt.datetime(2025, 1, 1, tzinfo=UTC), None),
+        ("2025-01-01T/..", dt.datetime(2025, 1, 1, tzinfo=UTC), None),  # as GDAL sends it
+        ("/2025-01-01T10:00:00Z", None, dt.datetime(2025, 1, 1, 10, tzinfo=UTC)),
+        (
+            "2025-01-01T10:00:00+02:00/2025-01-01T12:00:00Z",
+            dt.datetime(2025, 1, 1, 8, tzinfo=UTC),
+            dt.datetime(2025, 1, 1, 12, tzinfo=UTC),
+        ),
+    ],
+)
+def test_parse_window(text: str, start: dt.datetime | None, end: object) -> None:
+    """An instant is the service's moment; an interval's start date is the start of that day,
+    its end date the end of that day."""
+    got = parse_window(text)
+    assert got == (start, start if end == "same" else end)
+
+
+@pytest.mark.parametrize("text", ["../..", "/", "2025-05-01/2024-08-01", "x/..", "2025-04-26/y"])
+def test_bad_windows(text: str) -> None:
+    with pytest.raises(InvalidParameter) as info:
+        parse_window(text)
+    assert info.value.parameter == "datetime"

@@ -20,6 +20,8 @@ def parse_moment(value: str, parameter: str) -> dt.datetime:
     as UTC.
     """
     text = value.strip()
+    if text[-1:] in ("T", "t") and _DATE.match(text[:-1]):
+        text = text[:-1]  # "2025-01-01T": how GDAL's OAPIF driver sends a date
     try:
         if _DATE.match(text):
             day = dt.date.fromisoformat(text)
@@ -83,7 +85,7 @@ def parse_window(value: str, parameter: str = "datetime") -> Window:
     start = None
     if first not in ("", ".."):
         start = parse_moment(first, parameter)
-        if _DATE.match(first.strip()):
+        if _DATE.match(first.strip().rstrip("Tt")):
             start = start_of_day(start.date())
     end = None if last in ("", "..") else parse_moment(last, parameter)
     if start is not None and end is not None and start > end:

@@ -99,6 +99,8 @@ class Collection(ABC):
     title: str
     description: str
     queryables: ClassVar[dict[str, dict[str, Any]]]
+    # Every property of the features (the queryables and any that cannot be queried).
+    schema: ClassVar[dict[str, dict[str, Any]]]
     # Property parameters of /items besides the standard ones (region, party, …).
     parameters: tuple[str, ...] = ()
     temporal: bool = True
@@ -163,6 +165,7 @@ class Regions(Collection):
         "area_km2": _number("Geodesic area, km²"),
         "geometry": GEOMETRY_QUERYABLE,
     }
+    schema = queryables
     parameters = ("region",)
     temporal = False
 
@@ -233,7 +236,8 @@ class Control(Collection):
         "area_km2": _number("Geodesic area of the piece, km²"),
         "geometry": GEOMETRY_QUERYABLE,
     }
-    parameters = ("region", "party", "status", "basis", "source", "account")
+    schema = queryables
+    parameters = ("region", "party", "status", "source", "account")
 
     def candidates(self, repo: Repository, query: ItemQuery) -> list[Item]:
         found = repo.all_pieces(
@@ -290,7 +294,16 @@ class Observations(Collection):
         "supersedes": {"title": "Id of the record this one corrects", "type": "integer"},
         "geometry": GEOMETRY_QUERYABLE,
     }
-    parameters = ("region", "party", "status", "basis", "source", "account")
+    schema: ClassVar[dict[str, dict[str, Any]]] = {
+        **queryables,
+        "regions": {"title": "Regions it concerns", "type": "array", "items": {"type": "string"}},
+        "areas_km2": {
+            "title": "Measured area in each region, km²",
+            "type": "object",
+            "additionalProperties": {"type": "number"},
+        },
+    }
+    parameters = ("region", "party", "status", "source", "account")
 
     def candidates(self, repo: Repository, query: ItemQuery) -> list[Item]:
         found = repo.all_pieces(query.flt, known_at=query.known_at, window=query.window)

@@ -101,3 +101,28 @@ def openapi_30(
             if not operation["parameters"]:
                 del operation["parameters"]
     return out
+
+
+def with_concrete_paths(document: dict[str, Any], parameter: str, values: list[str]) -> None:
+    """Add, beside each path templated on ``{parameter}``, one concrete path per value (e.g.
+    ``/collections/control/items``), as OGC API - Features servers commonly do: clients such
+    as GDAL look up a collection's parameters (the page maximum) under its own path."""
+    token = "{" + parameter + "}"
+    paths = document.get("paths", {})
+    for template, path_item in list(paths.items()):
+        if token not in template:
+            continue
+        for value in values:
+            concrete = copy.deepcopy(path_item)
+            for operation in concrete.values():
+                if not isinstance(operation, dict):
+                    continue
+                operation["operationId"] = f"{operation.get('operationId', 'op')}_{value}"
+                operation["parameters"] = [
+                    p
+                    for p in operation.get("parameters", [])
+                    if not (p.get("in") == "path" and p.get("name") == parameter)
+                ]
+                if not operation["parameters"]:
+                    del operation["parameters"]
+            paths.setdefault(template.replace(token, value), concrete)

@@ -19,7 +19,7 @@ from app.api.deps import Repo
 from app.api.ogc import html
 from app.api.ogc.collections import COLLECTIONS, Collection, Item, ItemQuery
 from app.api.ogc.filters import CRS84, parse_bbox, parse_filter
-from app.api.ogc.openapi import OPENAPI_30_MEDIA_TYPE, openapi_30
+from app.api.ogc.openapi import OPENAPI_30_MEDIA_TYPE, openapi_30, with_concrete_paths
 from app.api.params import KnownAt, known_moment, piece_filter
 from app.api.responses import GEOJSON_MEDIA_TYPE, JSON, GeoJSON
 from app.api.serialize import ILLUSTRATIVE_NOTICE, jsonable
@@ -252,6 +252,7 @@ def api_definition(request: Request) -> Response:
     cached = getattr(request.app.state, "openapi_30", None)
     if cached is None:
         cached = openapi_30(request.app.openapi(), shared_parameters(_settings(request)))
+        with_concrete_paths(cached, "collectionId", list(COLLECTIONS))
         request.app.state.openapi_30 = cached
     return JSON(cached, media_type=OPENAPI_30_MEDIA_TYPE)
 
@@ -274,6 +275,8 @@ def collection_json(request: Request, collection: Collection, repo: Repo) -> dic
             link(f"{base}/items", "items", GEOJSON_MEDIA_TYPE, "Items as GeoJSON"),
             link(f"{base}/items?f=html", "items", HTML_TYPE, "Items as HTML"),
             link(f"{base}/queryables", OGC_REL + "queryables", SCHEMA_TYPE, "Queryables"),
+            link(f"{base}/schema", "describedby", SCHEMA_TYPE, "Feature properties"),
+            link(f"{base}/schema", OGC_REL + "schema", SCHEMA_TYPE, "Feature properties"),
         ],
     }
 
@@ -298,6 +301,27 @@ def collection(
     return JSON(body)
 
 
+def _schema(request: Request, coll: Collection, resource: str, title: str) -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{base_url(request)}/collections/{coll.id}/{resource}",
+        "type": "object",
+        "title": f"{coll.title}: {title}",
+        "properties": coll.queryables if resource == "queryables" else coll.schema,
+        "additionalProperties": resource != "queryables",
+    }
+
+
+@router.get(
+    "/collections/{collectionId}/schema",
+    summary="The properties of the collection's features (JSON Schema)",
+    responses={200: {"content": {SCHEMA_TYPE: {}}}},
+)
+def schema(request: Request, collection_id: CollectionId) -> Response:
+    coll = _collection(collection_id)
+    return JSON(_schema(request, coll, "schema", "feature properties"), media_type=SCHEMA_TYPE)
+
+
 @router.get(
     "/collections/{collectionId}/queryables",
     summary="The properties a filter may name (JSON Schema)",
@@ -305,15 +329,7 @@ def collection(
 )
 def queryables(request: Request, collection_id: CollectionId, f: Format = None) -> Response:
     coll = _collection(collection_id)
-    url = f"{base_url(request)}/collections/{coll.id}/queryables"
-    body: dict[str, Any] = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": url,
-        "type": "object",
-        "title": f"{coll.title}: queryables",
-        "properties": coll.queryables,
-        "additionalProperties": False,
-    }
+    body = _schema(request, coll, "queryables", "queryables")
     if wants_html(request, f):
         rows = [
             (name, s.get("title"), s.get("type") or s.get("format"))
