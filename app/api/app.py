@@ -12,7 +12,7 @@ from app.api import problems
 from app.api.auth import read_access
 from app.api.middleware import HeadAsGet
 from app.api.ogc import routes as ogc
-from app.api.routes import admin, meta, observations, regions
+from app.api.routes import admin, exports, meta, observations, regions
 from app.settings import Settings, get_settings
 from app.storage.database import create_db_engine, upgrade
 from app.storage.repository import Repository
@@ -84,6 +84,7 @@ def create_app(
     app.include_router(meta.router)
     app.include_router(ogc.router, dependencies=reads)
     app.include_router(regions.router, dependencies=reads)
+    app.include_router(exports.router, dependencies=reads)
     app.include_router(observations.router)
     app.include_router(admin.router)
     return app
