@@ -160,6 +160,25 @@ def test_area_series_per_account_and_range(client: TestClient) -> None:
     ]
 
 
+def test_an_area_range_holds_both_days_whole(client: TestClient) -> None:
+    """from=D keeps figures dated D itself (a range starts at the start of its first day)."""
+    body = client.get(
+        "/regions/kursk/area",
+        params={"party": "UA", "source": "ua-commander-in-chief", "from": "2024-08-20"},
+    ).json()
+    dates = [p["at"][:10] for s in body["series"] for p in s["points"]]
+    assert dates == ["2024-08-20", "2024-08-27"]
+    assert body["from"] == "2024-08-20T00:00:00Z"
+    to_day = client.get(
+        "/regions/kursk/area",
+        params={"party": "UA", "source": "ua-commander-in-chief", "to": "2024-08-20"},
+    ).json()
+    assert [p["at"][:10] for s in to_day["series"] for p in s["points"]] == [
+        "2024-08-12",
+        "2024-08-20",
+    ]
+
+
 @pytest.mark.parametrize("how", ["format", "accept"])
 def test_area_csv_loads_in_pandas(client: TestClient, how: str) -> None:
     if how == "format":

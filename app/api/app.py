@@ -60,6 +60,7 @@ def create_app(
         openapi_tags=[
             {"name": "regions", "description": "Regions and the claims about their ground."},
             {"name": "observations", "description": "Write, correct, retract; read history."},
+            {"name": "exports", "description": "Whole datasets in one file, for research."},
             {"name": "reference", "description": "Parties and sources."},
             {"name": "service", "description": "Health, problem types."},
             {

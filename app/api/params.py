@@ -10,7 +10,7 @@ from fastapi import Query
 
 from app.domain.errors import InvalidParameter, UnknownCode
 from app.domain.model import Status
-from app.domain.timeutil import now, parse_moment
+from app.domain.timeutil import is_bare_date, now, parse_moment, start_of_day
 from app.storage.repository import NONE, PieceFilter, Repository
 
 MOMENT_HELP = (
@@ -84,10 +84,17 @@ def moment(value: str | None, parameter: str, default: dt.datetime | None = None
 
 
 def ordered_range(
-    start: str | None, end: str | None, *, required: bool
+    start: str | None, end: str | None, *, required: bool, whole_days: bool = False
 ) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """Parse ``from``/``to``; 'from' after 'to' is an error."""
+    """Parse ``from``/``to``; 'from' after 'to' is an error.
+
+    ``whole_days``: the two bound a range (of ``valid_from`` dates, say), so a bare date in
+    ``from`` means the start of that day and the range holds both days whole. Without it they
+    are two moments (``/change``), each a bare date meaning the end of its day.
+    """
     first = moment(start, "from") if (start is not None or required) else None
+    if whole_days and first is not None and start is not None and is_bare_date(start):
+        first = start_of_day(first.date())
     last = moment(end, "to") if (end is not None or required) else None
     if first is not None and last is not None and first > last:
         raise InvalidParameter(

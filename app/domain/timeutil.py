@@ -38,6 +38,11 @@ def parse_moment(value: str, parameter: str) -> dt.datetime:
     return as_utc(moment)
 
 
+def is_bare_date(text: str) -> bool:
+    """A date without a time (``2025-04-26``, or ``2025-04-26T`` as GDAL sends it)."""
+    return bool(_DATE.match(text.strip().rstrip("Tt")))
+
+
 def as_utc(moment: dt.datetime) -> dt.datetime:
     """An aware datetime in UTC; a naive one is taken to be UTC already."""
     if moment.tzinfo is None:
@@ -85,7 +90,7 @@ def parse_window(value: str, parameter: str = "datetime") -> Window:
     start = None
     if first not in ("", ".."):
         start = parse_moment(first, parameter)
-        if _DATE.match(first.strip().rstrip("Tt")):
+        if is_bare_date(first):
             start = start_of_day(start.date())
     end = None if last in ("", "..") else parse_moment(last, parameter)
     if start is not None and end is not None and start > end:

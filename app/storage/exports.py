@@ -25,7 +25,7 @@ from sqlalchemy.sql import ColumnElement
 
 from app.domain import asof
 from app.domain.model import Citation, Piece
-from app.storage.repository import PieceFilter, _in, _known_then, _piece
+from app.storage.repository import PieceFilter, column_in, known_then, piece_from_row
 from app.storage.tables import observations, pieces, sources
 
 # The revision columns an export adds to a piece's properties, in order.
@@ -67,7 +67,7 @@ class ExportRow:
 
 
 def _column(name: str) -> Any:
-    """The column a :class:`Piece` field is read from (the names ``_piece`` expects)."""
+    """The column a :class:`Piece` field is read from (the names ``piece_from_row`` expects)."""
     if name == "account":
         return sources.c.account
     return pieces.c[name] if name in pieces.c else observations.c[name]
@@ -119,7 +119,8 @@ def export_rows(
     )
     with engine.connect() as c:
         rows = [
-            ExportRow(_piece(row), _revision(row, known_at)) for row in c.execute(query).mappings()
+            ExportRow(piece_from_row(row), _revision(row, known_at))
+            for row in c.execute(query).mappings()
         ]
     if known_at is not None or all_revisions:  # stored intervals are those of the current record
         rows = _with_intervals(rows)
@@ -142,7 +143,7 @@ def _selection(
         if known_at is not None:
             where.append(observations.c.recorded_at <= known_at)
     elif known_at is not None:
-        where.extend(_known_then(known_at))
+        where.extend(known_then(known_at))
     else:
         where.append(pieces.c.active.is_(True))
     if regions is not None:
@@ -153,7 +154,7 @@ def _selection(
         (pieces.c.source, flt.sources),
         (sources.c.account, flt.accounts),
     )
-    where.extend(_in(column, list(values)) for column, values in wanted if values is not None)
+    where.extend(column_in(column, list(values)) for column, values in wanted if values is not None)
     return where
 
 

@@ -56,7 +56,7 @@ class PieceFilter:
     accounts: Sequence[str | None] | None = None
 
 
-def _in(column: Any, values: Sequence[str | None]) -> ColumnElement[bool]:
+def column_in(column: Any, values: Sequence[str | None]) -> ColumnElement[bool]:
     """``column IN values``, where a ``None`` among the values matches NULL."""
     concrete = [v for v in values if v is not None]
     clauses: list[ColumnElement[bool]] = []
@@ -228,15 +228,15 @@ class Repository:
         if known_at is None:
             query = query.where(pieces.c.active.is_(True))
         else:
-            query = query.where(*_known_then(known_at))
+            query = query.where(*known_then(known_at))
         if flt.parties is not None:
-            query = query.where(_in(pieces.c.party, flt.parties))
+            query = query.where(column_in(pieces.c.party, flt.parties))
         if flt.statuses is not None:
             query = query.where(pieces.c.status.in_(list(flt.statuses)))
         if flt.sources is not None:
             query = query.where(pieces.c.source.in_(list(flt.sources)))
         if flt.accounts is not None:
-            query = query.where(_in(sources.c.account, flt.accounts))
+            query = query.where(column_in(sources.c.account, flt.accounts))
         return query.order_by(pieces.c.valid_from, pieces.c.observation_id)
 
     def in_force(
@@ -259,7 +259,7 @@ class Repository:
                 or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > at),
             )
             with self.engine.connect() as c:
-                return [_piece(row) for row in c.execute(query).mappings()]
+                return [piece_from_row(row) for row in c.execute(query).mappings()]
         chosen = [
             p
             for p in self.history(region, flt, known_at=known_at)
@@ -292,7 +292,7 @@ class Repository:
         """
         query = self._piece_query(region, flt, with_geometry=False, known_at=known_at)
         with self.engine.connect() as c:
-            found = [_piece(row) for row in c.execute(query).mappings()]
+            found = [piece_from_row(row) for row in c.execute(query).mappings()]
         if known_at is not None:
             found = asof.with_intervals(found)
         return [
@@ -336,7 +336,7 @@ class Repository:
                     or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > start)
                 )
         with self.engine.connect() as c:
-            found = [_piece(row) for row in c.execute(query).mappings()]
+            found = [piece_from_row(row) for row in c.execute(query).mappings()]
         if known_at is not None:
             found = asof.with_intervals(found)
             if window is not None:
@@ -374,7 +374,7 @@ class Repository:
             return c.execute(select(regions.c.slug).limit(1)).first() is None
 
 
-def _known_then(known_at: dt.datetime) -> list[ColumnElement[bool]]:
+def known_then(known_at: dt.datetime) -> list[ColumnElement[bool]]:
     """Observations as the record stood at ``known_at``."""
     newer = observations.alias("newer")
     return [
@@ -399,7 +399,7 @@ def _citation(row: Any) -> Citation:
     )
 
 
-def _piece(row: Any) -> Piece:
+def piece_from_row(row: Any) -> Piece:
     return Piece(
         observation_id=row["observation_id"],
         region=row["region"],

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import geopandas as gpd
 import orjson
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import shapely
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
@@ -197,7 +197,7 @@ def export_query(
         raise InvalidParameter(
             "geometry", f"'geometry' is wkt (the default) or none, not {geometry!r}."
         )
-    start, end = ordered_range(from_, to, required=False)
+    start, end = ordered_range(from_, to, required=False, whole_days=True)
     known = known_moment(known_at)
     flt = piece_filter(repo, party, status, source, account)
     return ExportQuery(chosen, geometry != "none", flt, start, end, known, (from_, to, known_at))

@@ -194,7 +194,7 @@ def area(
     ] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
-    start, end = ordered_range(from_, to, required=False)
+    start, end = ordered_range(from_, to, required=False, whole_days=True)
     series = asof.series(repo.history(q.region, q.flt, start, end, q.known_at), q.by_account)
     if kind is not None:
         series = {k: [p for p in pts if p.kind.value == kind] for k, pts in series.items()}
