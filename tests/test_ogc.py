@@ -299,10 +299,15 @@ def test_datetime_interval_examples(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("bad", ["yesterday", "../..", "2025-05-01/2024-08-01", "2025-13-01"])
-def test_bad_datetime_is_a_400(client: TestClient, bad: str) -> None:
-    r = client.get("/collections/control/items", params={"datetime": bad})
+@pytest.mark.parametrize("collection", ["control", "observations", "regions"])
+def test_bad_datetime_is_a_400(client: TestClient, bad: str, collection: str) -> None:
+    r = client.get(f"/collections/{collection}/items", params={"datetime": bad})
     assert r.status_code == 400
     assert r.json()["parameter"] == "datetime"
+
+
+def test_regions_are_timeless(client: TestClient) -> None:
+    assert items(client, "regions", datetime="1990-01-01")["numberMatched"] == 28
 
 
 # --- bbox and property filters ------------------------------------------------------------

@@ -442,7 +442,9 @@ def items(
     size = min(limit or settings.items_default_limit, settings.items_max_limit)
     area = parse_bbox(bbox, bbox_crs) if bbox is not None else None
     cql = parse_filter(filter, filter_lang, coll.queryables, filter_crs) if filter else None
-    window = parse_window(datetime) if datetime is not None and coll.temporal else None
+    window = parse_window(datetime) if datetime is not None else None
+    if not coll.temporal:
+        window = None  # checked, but every feature of a timeless collection matches
     query = ItemQuery(
         flt=piece_filter(repo, party, status, source, account),
         regions=_region_codes(repo, region),
