@@ -10,7 +10,7 @@ from fastapi import Query
 
 from app.domain.errors import InvalidParameter, UnknownCode
 from app.domain.model import Status
-from app.domain.timeutil import is_bare_date, now, parse_moment, start_of_day
+from app.domain.timeutil import now, parse_moment, parse_range_start
 from app.storage.repository import NONE, PieceFilter, Repository
 
 MOMENT_HELP = (
@@ -92,9 +92,10 @@ def ordered_range(
     ``from`` means the start of that day and the range holds both days whole. Without it they
     are two moments (``/change``), each a bare date meaning the end of its day.
     """
-    first = moment(start, "from") if (start is not None or required) else None
-    if whole_days and first is not None and start is not None and is_bare_date(start):
-        first = start_of_day(first.date())
+    if whole_days and start is not None:
+        first: dt.datetime | None = parse_range_start(start, "from")
+    else:
+        first = moment(start, "from") if (start is not None or required) else None
     last = moment(end, "to") if (end is not None or required) else None
     if first is not None and last is not None and first > last:
         raise InvalidParameter(
@@ -154,6 +155,16 @@ def piece_filter(
         ),
         accounts=_codes(accounts, party_codes, "account", "party", True),
     )
+
+
+def region_codes(repo: Repository, values: Sequence[str] | None) -> list[str] | None:
+    """Region slugs from a repeatable, comma-separated parameter; an unknown one is a 400 that
+    lists the known regions."""
+    if values is None:
+        return None
+    known = [r.slug for r in repo.regions(with_boundary=False)]
+    codes = _codes(values, known, "region", "region", allow_none=False)
+    return [c for c in codes or [] if c is not None]
 
 
 def default_now() -> dt.datetime:

@@ -88,6 +88,11 @@ def piece_values(piece: Piece) -> dict[str, Any]:
     }
 
 
+def piece_id(observation_id: int, region: str) -> str:
+    """A piece's feature id wherever it is one feature among many regions' (OGC, exports)."""
+    return f"{observation_id}-{region}"
+
+
 def piece_properties(piece: Piece) -> dict[str, Any]:
     return jsonable(piece_values(piece))
 

@@ -43,6 +43,13 @@ def is_bare_date(text: str) -> bool:
     return bool(_DATE.match(text.strip().rstrip("Tt")))
 
 
+def parse_range_start(value: str, parameter: str) -> dt.datetime:
+    """The start of a range of moments: like :func:`parse_moment`, but a bare date is the
+    start of that day, so the range holds the whole day."""
+    moment = parse_moment(value, parameter)
+    return start_of_day(moment.date()) if is_bare_date(value) else moment
+
+
 def as_utc(moment: dt.datetime) -> dt.datetime:
     """An aware datetime in UTC; a naive one is taken to be UTC already."""
     if moment.tzinfo is None:
@@ -87,11 +94,7 @@ def parse_window(value: str, parameter: str = "datetime") -> Window:
         raise InvalidParameter(
             parameter, f"'{parameter}' cannot be open at both ends ({value!r}); drop the filter."
         )
-    start = None
-    if first not in ("", ".."):
-        start = parse_moment(first, parameter)
-        if is_bare_date(first):
-            start = start_of_day(start.date())
+    start = None if first in ("", "..") else parse_range_start(first, parameter)
     end = None if last in ("", "..") else parse_moment(last, parameter)
     if start is not None and end is not None and start > end:
         raise InvalidParameter(

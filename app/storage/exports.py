@@ -17,15 +17,21 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.sql import ColumnElement
 
 from app.domain import asof
-from app.domain.model import Citation, Piece
-from app.storage.repository import PieceFilter, column_in, known_then, piece_from_row
+from app.domain.model import Piece
+from app.storage.repository import (
+    PIECE_COLUMNS,
+    PieceFilter,
+    column_in,
+    known_then,
+    piece_from_row,
+)
 from app.storage.tables import observations, pieces, sources
 
 # The revision columns an export adds to a piece's properties, in order.
@@ -66,19 +72,6 @@ class ExportRow:
     revision: Revision
 
 
-def _column(name: str) -> Any:
-    """The column a :class:`Piece` field is read from (the names ``piece_from_row`` expects)."""
-    if name == "account":
-        return sources.c.account
-    return pieces.c[name] if name in pieces.c else observations.c[name]
-
-
-_PIECE_FIELDS = [f.name for f in fields(Piece) if f.name not in ("citation", "geometry")]
-_PIECE_COLUMNS = [_column(name) for name in _PIECE_FIELDS] + [
-    observations.c[f"citation_{f.name}"] for f in fields(Citation)
-]
-
-
 def export_rows(
     engine: Engine,
     flt: PieceFilter,
@@ -102,7 +95,7 @@ def export_rows(
     successor = successor_q.group_by(newer.c.supersedes).subquery("successor")
     query = (
         select(
-            *_PIECE_COLUMNS,
+            *PIECE_COLUMNS,
             observations.c.supersedes,
             observations.c.retracted_at,
             observations.c.retraction_reason,

@@ -14,6 +14,7 @@ from app.domain.errors import NotFound
 from app.domain.model import Piece
 from app.domain.timeutil import isoformat, now
 from app.storage.database import insert_unless_duplicate
+from app.storage.repository import chunks
 from app.storage.tables import confirmations, idempotency_keys, observations, pieces, sources
 
 # The observation fields every listing of records carries, in order (no geometry).
@@ -189,7 +190,7 @@ def records_of(engine: Engine, found: list[Piece]) -> list[dict[str, Any]]:
     rows: dict[int, Any] = {}
     ids = sorted(by_id)
     with engine.connect() as c:
-        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+        for chunk in chunks(ids):
             query = (
                 select(*columns)
                 .join(sources, sources.c.slug == observations.c.source)
@@ -215,7 +216,7 @@ def observation_geometries(engine: Engine, ids: list[int]) -> dict[int, MultiPol
     """The polygons of these observations, as the sources drew them (not clipped)."""
     out: dict[int, MultiPolygon | None] = {}
     with engine.connect() as c:
-        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+        for chunk in chunks(ids):
             query = select(observations.c.id, observations.c.geometry).where(
                 observations.c.id.in_(chunk)
             )

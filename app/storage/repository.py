@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, fields, replace
+from typing import Any, TypeVar
 
 from shapely.geometry import MultiPolygon
 from sqlalchemy import Engine, func, or_, select
@@ -43,6 +43,8 @@ from app.storage.writer import Writer, WriteResult
 
 __all__ = ["NONE", "PieceFilter", "Repository", "WriteResult"]
 
+T = TypeVar("T")
+
 NONE = "none"  # in filters: "no party" / "no account"
 
 
@@ -54,6 +56,39 @@ class PieceFilter:
     statuses: Sequence[str] | None = None
     sources: Sequence[str] | None = None
     accounts: Sequence[str | None] | None = None
+
+
+def _column(name: str) -> Any:
+    """The column a :class:`Piece` field is read from: the piece's own, else its observation's
+    (``account`` from its source)."""
+    if name == "account":
+        return sources.c.account
+    return pieces.c[name] if name in pieces.c else observations.c[name]
+
+
+# Every column :func:`piece_from_row` reads, derived from the fields of Piece and Citation.
+PIECE_COLUMNS = tuple(
+    [_column(f.name) for f in fields(Piece) if f.name not in ("citation", "geometry")]
+    + [observations.c[f"citation_{f.name}"] for f in fields(Citation)]
+)
+
+
+def chunks(items: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
+    """``items`` in slices of ``size``: IN lists that stay under every database's limits."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def in_window(
+    query: Select[Any], start: dt.datetime | None, end: dt.datetime | None
+) -> Select[Any]:
+    """Pieces whose validity interval meets ``[start, end]``: :func:`app.domain.asof.overlaps`
+    in SQL, on the stored intervals."""
+    if end is not None:
+        query = query.where(pieces.c.valid_from <= end)
+    if start is not None:
+        query = query.where(or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > start))
+    return query
 
 
 def column_in(column: Any, values: Sequence[str | None]) -> ColumnElement[bool]:
@@ -193,28 +228,7 @@ class Repository:
         """Pieces of a region (``None``: of every region) with their observation's fields;
         current ones, or (``known_at``) those the service knew then, superseded and retracted
         ones as they stood."""
-        cols: list[Any] = [
-            pieces.c.observation_id,
-            pieces.c.region,
-            pieces.c.source,
-            sources.c.account,
-            pieces.c.party,
-            pieces.c.status,
-            pieces.c.basis,
-            pieces.c.valid_from,
-            pieces.c.valid_to,
-            pieces.c.valid_until,
-            pieces.c.area_km2,
-            pieces.c.reported_area_km2,
-            observations.c.reported_qualifier,
-            observations.c.illustrative,
-            observations.c.citation_url,
-            observations.c.citation_title,
-            observations.c.citation_publisher,
-            observations.c.citation_published_at,
-            observations.c.note,
-            observations.c.recorded_at,
-        ]
+        cols: list[Any] = list(PIECE_COLUMNS)
         if with_geometry:
             cols.append(pieces.c.geometry)
         query = (
@@ -254,29 +268,18 @@ class Repository:
         recomputed from that record (the stored ``valid_until`` reflects the present).
         """
         if known_at is None:
-            query = self._piece_query(region, flt, with_geometry).where(
-                pieces.c.valid_from <= at,
-                or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > at),
-            )
+            query = in_window(self._piece_query(region, flt, with_geometry), at, at)
             with self.engine.connect() as c:
                 return [piece_from_row(row) for row in c.execute(query).mappings()]
         chosen = [
             p
             for p in self.history(region, flt, known_at=known_at)
-            if p.valid_from <= at and (p.valid_until is None or at < p.valid_until)
+            if asof.overlaps(p.valid_from, p.valid_until, at, at)
         ]
         if not with_geometry or not chosen:
             return chosen
-        with self.engine.connect() as c:
-            shapes = dict(
-                c.execute(
-                    select(pieces.c.observation_id, pieces.c.geometry).where(
-                        pieces.c.region == region,
-                        pieces.c.observation_id.in_([p.observation_id for p in chosen]),
-                    )
-                ).all()
-            )
-        return [replace(p, geometry=shapes.get(p.observation_id)) for p in chosen]
+        shapes = self.piece_geometries([(p.observation_id, region) for p in chosen])
+        return [replace(p, geometry=shapes.get((p.observation_id, region))) for p in chosen]
 
     def history(
         self,
@@ -328,13 +331,7 @@ class Repository:
                 pieces.c.max_lat >= min_lat,
             )
         if window is not None and known_at is None:
-            start, end = window
-            if end is not None:
-                query = query.where(pieces.c.valid_from <= end)
-            if start is not None:
-                query = query.where(
-                    or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > start)
-                )
+            query = in_window(query, *window)
         with self.engine.connect() as c:
             found = [piece_from_row(row) for row in c.execute(query).mappings()]
         if known_at is not None:
@@ -351,7 +348,7 @@ class Repository:
         out: dict[tuple[int, str], MultiPolygon | None] = {}
         ids = sorted({oid for oid, _ in wanted})
         with self.engine.connect() as c:
-            for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            for chunk in chunks(ids):
                 rows = c.execute(
                     select(pieces.c.observation_id, pieces.c.region, pieces.c.geometry).where(
                         pieces.c.observation_id.in_(chunk)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, select
 
-from app.api.serialize import km2, piece_values
+from app.api.serialize import km2, piece_id, piece_values
 from app.domain import asof
 from app.domain.errors import NotFound
 from app.domain.model import Basis, Piece, Qualifier, Status
@@ -252,7 +252,7 @@ class Control(Collection):
     @staticmethod
     def _item(piece: Piece) -> Item:
         key = (piece.observation_id, piece.region)
-        return Item(f"{piece.observation_id}-{piece.region}", piece_values(piece), key)
+        return Item(piece_id(*key), piece_values(piece), key)
 
     def load_geometries(self, repo: Repository, items: Sequence[Item]) -> None:
         shapes = repo.piece_geometries([i.key for i in items if not i.has_geometry])

@@ -20,13 +20,14 @@ from app.api.ogc import html
 from app.api.ogc.collections import COLLECTIONS, Collection, Item, ItemQuery
 from app.api.ogc.filters import CRS84, parse_bbox, parse_filter
 from app.api.ogc.openapi import OPENAPI_30_MEDIA_TYPE, openapi_30, with_concrete_paths
-from app.api.params import KnownAt, known_moment, piece_filter
+from app.api.params import KnownAt, known_moment, piece_filter, region_codes
 from app.api.responses import GEOJSON_MEDIA_TYPE, JSON, GeoJSON
 from app.api.serialize import ILLUSTRATIVE_NOTICE, jsonable
 from app.domain import geometry as geo
-from app.domain.errors import InvalidParameter, NotFound, UnknownCode
+from app.domain.errors import InvalidParameter, NotFound
 from app.domain.timeutil import isoformat, now, parse_window
 from app.settings import Settings
+from app.storage.repository import chunks
 
 router = APIRouter(tags=["OGC API - Features"])
 
@@ -354,19 +355,6 @@ def _check_parameters(request: Request, coll: Collection) -> None:
         )
 
 
-def _region_codes(repo: Repo, values: list[str] | None) -> list[str] | None:
-    if values is None:
-        return None
-    known = [r.slug for r in repo.regions(with_boundary=False)]
-    out = []
-    for raw in values:
-        for value in (v.strip() for v in raw.split(",")):
-            if value not in known:
-                raise UnknownCode("region", value, known, "region")
-            out.append(value)
-    return out
-
-
 def _feature(item: Item) -> dict[str, Any]:
     return {
         "type": "Feature",
@@ -447,7 +435,7 @@ def items(
         window = None  # checked, but every feature of a timeless collection matches
     query = ItemQuery(
         flt=piece_filter(repo, party, status, source, account),
-        regions=_region_codes(repo, region),
+        regions=region_codes(repo, region),
         window=window,
         envelope=area.envelope if area else None,
         known_at=known_moment(known_at),
@@ -455,8 +443,7 @@ def items(
     candidates = coll.candidates(repo, query)
     matched: list[Item] = []
     spatial = area is not None or (cql is not None and cql.spatial)
-    for start in range(0, len(candidates), 500):
-        chunk = candidates[start : start + 500]
+    for chunk in chunks(candidates):
         if spatial:
             coll.load_geometries(repo, chunk)
         for item in chunk:

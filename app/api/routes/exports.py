@@ -37,16 +37,17 @@ from app.api.params import (
     known_moment,
     ordered_range,
     piece_filter,
+    region_codes,
 )
 from app.api.responses import CSV_MEDIA_TYPE, GEOJSON_MEDIA_TYPE
 from app.api.routes.regions import Slug
-from app.api.serialize import ILLUSTRATIVE_NOTICE, jsonable, piece_values
+from app.api.serialize import ILLUSTRATIVE_NOTICE, jsonable, piece_id, piece_values
 from app.domain import geometry as geo
-from app.domain.errors import InvalidParameter, UnknownCode
+from app.domain.errors import InvalidParameter
 from app.domain.model import Basis, Citation, Piece, Status
 from app.domain.timeutil import isoformat
 from app.storage import exports
-from app.storage.repository import PieceFilter, Repository
+from app.storage.repository import PieceFilter, Repository, chunks
 
 router = APIRouter()
 
@@ -266,7 +267,8 @@ def observations(
         raise InvalidParameter(
             "revisions", f"'revisions' is current (the default) or all, not {revisions!r}."
         )
-    regions = _regions(repo, region)
+    codes = region_codes(repo, region)
+    regions = None if codes is None else sorted(set(codes))
     everything = revisions == "all"
     found = exports.export_rows(
         repo.engine,
@@ -281,17 +283,6 @@ def observations(
     table = Table(OBSERVATION_COLUMNS, rows, q.members(revisions=revisions or "current"))
     subject = ["observations", "+".join(regions or []), "and-revisions" if everything else ""]
     return respond(repo, q, table, q.filename(*subject))
-
-
-def _regions(repo: Repository, values: Sequence[str] | None) -> list[str] | None:
-    if values is None:
-        return None
-    known = {r.slug for r in repo.regions(with_boundary=False)}
-    wanted = {v.strip() for raw in values for v in raw.split(",")}
-    unknown = sorted(wanted - known)
-    if unknown:
-        raise UnknownCode("region", unknown[0], known, "region")
-    return sorted(wanted)
 
 
 # --- the formats -------------------------------------------------------------------------------
@@ -321,8 +312,7 @@ def respond(repo: Repository, q: ExportQuery, table: Table, filename: str) -> Re
 
 def _batches(repo: Repository, rows: list[dict[str, Any]], with_geometry: bool) -> Iterator[Batch]:
     """The rows with their clipped polygons, loaded :data:`BATCH` rows at a time."""
-    for i in range(0, len(rows), BATCH):
-        chunk = rows[i : i + BATCH]
+    for chunk in chunks(rows, BATCH):
         keys = [(row["observation_id"], row["region"]) for row in chunk]
         shapes = repo.piece_geometries(keys) if with_geometry else {}
         yield [(row, shapes.get(key)) for row, key in zip(chunk, keys, strict=True)]
@@ -363,7 +353,7 @@ def _features(batches: Iterator[Batch]) -> Iterator[list[bytes]]:
             orjson.dumps(
                 {
                     "type": "Feature",
-                    "id": f"{row['observation_id']}-{row['region']}",
+                    "id": piece_id(row["observation_id"], row["region"]),
                     "geometry": geo.to_geojson(shape),
                     "properties": jsonable(row),
                 }
