@@ -11,14 +11,13 @@ from app import __version__
 from app.settings import get_settings
 
 if TYPE_CHECKING:
-    from app.storage.repository import Repository
+    from app.storage.database import Database
 
 
-def _repo() -> Repository:
-    from app.storage.database import create_db_engine
-    from app.storage.repository import Repository
+def _db() -> Database:
+    from app.storage.database import Database
 
-    return Repository(create_db_engine(get_settings().database_url))
+    return Database.from_url(get_settings().database_url)
 
 
 def _url_for_humans() -> str:
@@ -44,19 +43,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from app.storage.database import current_revision, upgrade
-
-    repo = _repo()
-    upgrade(repo.engine, args.revision)
-    print(f"{_url_for_humans()}: schema at revision {current_revision(repo.engine)}")
+    db = _db()
+    db.upgrade(args.revision)
+    print(f"{_url_for_humans()}: schema at revision {db.current_revision()}")
     return 0
 
 
 def cmd_db_current(args: argparse.Namespace) -> int:
-    from app.storage.database import current_revision, head_revision
-
-    repo = _repo()
-    current, head = current_revision(repo.engine), head_revision(repo.engine)
+    db = _db()
+    current, head = db.current_revision(), db.head_revision()
     state = (
         "up to date" if current == head else f"behind (head is {head}): run `frontline db upgrade`"
     )
@@ -66,20 +61,19 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     from app.seed import seed
-    from app.storage.database import upgrade
 
-    repo = _repo()
-    upgrade(repo.engine)
+    db = _db()
+    db.upgrade()
     print(f"seeding {_url_for_humans()} from {get_settings().data_dir} ...")
-    print(seed(repo, get_settings().data_dir))
+    print(seed(db, get_settings().data_dir))
     return 0
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    repo = _repo()
     what = f"region {args.region}" if args.region else "all regions"
     print(f"rebuilding derived pieces for {what} ...")
-    count = repo.rebuild_pieces(args.region)
+    with _db().write("rebuild") as unit:
+        count = unit.derived.rebuild(args.region)
     print(f"{count} pieces rebuilt from the raw observations")
     return 0
 
@@ -109,19 +103,18 @@ def cmd_import(args: argparse.Namespace) -> int:
         recorded_by=(args.recorded_by or f"import:{user}")[:64],
         progress=not args.no_progress,
     )
-    summary = Importer(_repo(), options).run([Path(p) for p in args.paths])
+    summary = Importer(_db(), options).run([Path(p) for p in args.paths])
     print("\n".join(summary.lines()))
     return 130 if summary.interrupted else (0 if summary.ok else 1)
 
 
 def cmd_tokens_create(args: argparse.Namespace) -> int:
     from app.domain.tokens import Scope
-    from app.storage.database import upgrade
-    from app.storage.tokens import Tokens
 
-    repo = _repo()
-    upgrade(repo.engine)  # a token is often the first thing made on a new database
-    token = Tokens(repo.engine).create(args.name, Scope(args.scope))
+    db = _db()
+    db.upgrade()  # a token is often the first thing made on a new database
+    with db.write() as unit:
+        token = unit.tokens.create(args.name, Scope(args.scope))
     print(token)
     print(
         f"Token {args.name!r} (scope {args.scope}). It is shown this once and stored only as a "
@@ -133,9 +126,9 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
 
 def cmd_tokens_list(args: argparse.Namespace) -> int:
     from app.domain.timeutil import isoformat
-    from app.storage.tokens import Tokens
 
-    found = Tokens(_repo().engine).list()
+    with _db().read() as unit:
+        found = unit.tokens.list()
     if not found:
         print("no tokens yet: frontline tokens create --name NAME --scope write|admin")
     for t in found:
@@ -145,9 +138,8 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> int:
-    from app.storage.tokens import Tokens
-
-    Tokens(_repo().engine).revoke(args.name)
+    with _db().write() as unit:
+        unit.tokens.revoke(args.name)
     print(f"token {args.name!r} revoked")
     return 0
 

@@ -11,7 +11,8 @@ from shapely.geometry import shape
 
 from app.domain.model import Party, Source, SourceKind
 from app.domain.observations import parse_feature
-from app.storage.repository import Repository
+from app.storage.database import Database
+from app.storage.unit import UnitOfWork
 
 
 @dataclass
@@ -34,33 +35,37 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_regions(repo: Repository, path: Path) -> int:
+def load_regions(unit: UnitOfWork, path: Path) -> int:
     changed = 0
     for feature in _read(path)["features"]:
         p = feature["properties"]
-        changed += repo.save_region(
+        changed += unit.regions.save(
             p["slug"], p["name"], p["country"], p["country_code"], shape(feature["geometry"])
         )
     return changed
 
 
-def seed(repo: Repository, data_dir: Path) -> SeedReport:
+def seed(db: Database, data_dir: Path) -> SeedReport:
     """Regions from ``data/regions/boundaries.geojson``; parties, sources and every
-    ``*.geojson`` timeline from ``data/seed/``."""
+    ``*.geojson`` timeline from ``data/seed/``. Each file is one unit of work."""
     report = SeedReport()
-    report.regions_changed = load_regions(repo, data_dir / "regions" / "boundaries.geojson")
+    with db.write("seed") as unit:
+        report.regions_changed = load_regions(unit, data_dir / "regions" / "boundaries.geojson")
     seed_dir = data_dir / "seed"
-    for item in _read(seed_dir / "parties.json"):
-        report.parties_changed += repo.save_party(Party(**item))
-    for item in _read(seed_dir / "sources.json"):
-        item["kind"] = SourceKind(item["kind"])
-        report.sources_changed += repo.save_source(Source(**item))
+    with db.write("seed") as unit:
+        for item in _read(seed_dir / "parties.json"):
+            report.parties_changed += unit.reference.save_party(Party(**item))
+        for item in _read(seed_dir / "sources.json"):
+            item["kind"] = SourceKind(item["kind"])
+            report.sources_changed += unit.reference.save_source(Source(**item))
     for path in sorted(seed_dir.glob("*.geojson")):
         features = _read(path)["features"]
         items = [
             parse_feature(f, f"{path.name} feature {i}").observation for i, f in enumerate(features)
         ]
-        for result in repo.add_observations(items, recorded_by="seed"):
+        with db.write("seed") as unit:
+            results = unit.observations.add(items)
+        for result in results:
             if result.created:
                 report.observations_added += 1
             else:

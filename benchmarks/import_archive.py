@@ -193,16 +193,18 @@ def child(url: str, paths: list[Path]) -> dict[str, Any]:
     from app.importer.rules import PROFILES
     from app.seed import load_regions
     from app.settings import PROJECT_ROOT
-    from app.storage.database import create_db_engine, upgrade
-    from app.storage.repository import Repository
+    from app.storage.database import Database, create_db_engine
 
     engine = create_db_engine(url)
-    upgrade(engine)
-    repo = Repository(engine)
-    load_regions(repo, PROJECT_ROOT / "data" / "regions" / "boundaries.geojson")
-    repo.save_party(Party("UA", "Ukraine", "#0057b7"))
-    repo.save_party(Party("RU", "Russia", "#d52b1e"))
-    repo.save_source(Source(SOURCE, "DeepStateMap (generated)", SourceKind.OSINT, None))
+    db = Database(engine)
+    db.upgrade()
+    with db.write("bench") as unit:
+        load_regions(unit, PROJECT_ROOT / "data" / "regions" / "boundaries.geojson")
+        unit.reference.save_party(Party("UA", "Ukraine", "#0057b7"))
+        unit.reference.save_party(Party("RU", "Russia", "#d52b1e"))
+        unit.reference.save_source(
+            Source(SOURCE, "DeepStateMap (generated)", SourceKind.OSINT, None)
+        )
 
     def size() -> int:
         if engine.dialect.name == "sqlite":
@@ -214,7 +216,7 @@ def child(url: str, paths: list[Path]) -> dict[str, Any]:
     before = size()
     options = ImportOptions(source=SOURCE, rules=PROFILES["deepstate"], recorded_by="bench")
     started = time.perf_counter()
-    summary = Importer(repo, options).run(paths)
+    summary = Importer(db, options).run(paths)
     seconds = time.perf_counter() - started
     assert summary.ok, summary.errors
     after = size()

@@ -29,8 +29,8 @@ from sqlalchemy.engine import make_url
 from app.api.app import create_app
 from app.seed import seed
 from app.settings import PROJECT_ROOT, Settings
-from app.storage.database import create_db_engine, upgrade
-from app.storage.repository import Repository
+from app.storage.database import Database, create_db_engine, upgrade
+from tests.store import Store
 
 ADMIN_URL = os.environ.get(
     "FRONTLINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -118,7 +118,7 @@ def _seeded(backend: str, tmp: pytest.TempPathFactory, pg: PostgresDatabases | N
     _require_backend(backend)
     engine = _new_engine(backend, tmp, pg)
     upgrade(engine)
-    seed(Repository(engine), DATA_DIR)
+    seed(Database(engine), DATA_DIR)
     return engine
 
 
@@ -171,8 +171,8 @@ def empty_engine(
 
 
 @pytest.fixture
-def seeded_repo(seeded_engine: Engine) -> Repository:
-    return Repository(seeded_engine)
+def seeded_repo(seeded_engine: Engine) -> Store:
+    return Store(seeded_engine)
 
 
 @pytest.fixture

@@ -31,10 +31,11 @@ from app.importer.engine import Importer, ImportOptions, ImportSummary
 from app.importer.rules import PROFILES, load_rules
 from app.seed import seed
 from app.settings import PROJECT_ROOT, Settings
-from app.storage.repository import PieceFilter, Repository
+from app.storage.imports import Imports
+from app.storage.pieces import PieceFilter
 from app.storage.tables import confirmations, import_files, observations, pieces
-from app.storage.writer import Writer
 from tests.conftest import DATA_DIR
+from tests.store import Store
 
 UTC = dt.UTC
 SOURCE = "deepstate"
@@ -141,21 +142,21 @@ def deepstate_archive(folder: Path) -> Path:
 
 
 @pytest.fixture
-def repo(empty_engine: Engine) -> Repository:
-    repo = Repository(empty_engine)
-    seed(repo, DATA_DIR)
+def repo(empty_engine: Engine) -> Store:
+    repo = Store(empty_engine)
+    seed(repo.db, DATA_DIR)
     repo.save_source(
         Source(SOURCE, "DeepStateMap", SourceKind.OSINT, None, "https://deepstatemap.live")
     )
     return repo
 
 
-def run(repo: Repository, *paths: Path, **options: Any) -> ImportSummary:
+def run(repo: Store, *paths: Path, **options: Any) -> ImportSummary:
     options.setdefault("rules", PROFILES["deepstate"])
-    return Importer(repo, ImportOptions(source=SOURCE, **options)).run(list(paths))
+    return Importer(repo.db, ImportOptions(source=SOURCE, **options)).run(list(paths))
 
 
-def counts(repo: Repository) -> dict[str, int]:
+def counts(repo: Store) -> dict[str, int]:
     """What the imports wrote (the seed timeline is from other sources)."""
 
     def n(table: Any, *where: Any) -> int:
@@ -187,7 +188,7 @@ SKIPPED_PER_MAP = {
 }
 
 
-def kursk_km2(shape: Polygon, repo: Repository) -> float:
+def kursk_km2(shape: Polygon, repo: Store) -> float:
     boundary = repo.region("kursk").boundary
     assert boundary is not None
     clipped = geo.clip(shape, boundary)
@@ -198,7 +199,7 @@ def kursk_km2(shape: Polygon, repo: Repository) -> float:
 # --- the DeepState archive -----------------------------------------------------------------------
 
 
-def test_a_deepstate_archive_becomes_the_kursk_series(repo: Repository, tmp_path: Path) -> None:
+def test_a_deepstate_archive_becomes_the_kursk_series(repo: Store, tmp_path: Path) -> None:
     archive = deepstate_archive(tmp_path / "archive")
     summary = run(repo, archive)
     assert summary.ok, summary.errors
@@ -252,7 +253,7 @@ def test_a_deepstate_archive_becomes_the_kursk_series(repo: Repository, tmp_path
     assert {k: v for k, v in counts(repo).items() if k != "pieces"} == FULL_RUN
 
 
-def test_a_dry_run_computes_everything_and_writes_nothing(repo: Repository, tmp_path: Path) -> None:
+def test_a_dry_run_computes_everything_and_writes_nothing(repo: Store, tmp_path: Path) -> None:
     archive = deepstate_archive(tmp_path / "archive")
     before = counts(repo)
     summary = run(repo, archive, dry_run=True)
@@ -264,33 +265,31 @@ def test_a_dry_run_computes_everything_and_writes_nothing(repo: Repository, tmp_
 
 
 def test_an_interrupted_import_resumes_without_duplicates(
-    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     archive = deepstate_archive(tmp_path / "archive")
-    finish = Writer.finish_import_file
+    finish = Imports.finish_file
     calls = {"n": 0}
 
-    def interrupted(self: Writer, *args: Any, **kwargs: Any) -> None:
+    def interrupted(self: Imports, *args: Any, **kwargs: Any) -> None:
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt  # Ctrl-C in the middle of the fourth file
         finish(self, *args, **kwargs)
 
-    monkeypatch.setattr(Writer, "finish_import_file", interrupted)
+    monkeypatch.setattr(Imports, "finish_file", interrupted)
     first = run(repo, archive)
     assert first.interrupted
     assert first.files_read == 3
     assert counts(repo)["import_files"] == 3  # the fourth file left nothing
-    monkeypatch.setattr(Writer, "finish_import_file", finish)
+    monkeypatch.setattr(Imports, "finish_file", finish)
     second = run(repo, archive)
     assert second.ok
     assert (second.files_already_imported, second.files_read) == (3, 3)
     assert {k: v for k, v in counts(repo).items() if k != "pieces"} == FULL_RUN
 
 
-def test_an_unchanged_map_after_ended_ground_is_drawn_again(
-    repo: Repository, tmp_path: Path
-) -> None:
+def test_an_unchanged_map_after_ended_ground_is_drawn_again(repo: Store, tmp_path: Path) -> None:
     """A drawing equal to an older head whose ground has ended since is not a confirmation."""
     write(tmp_path / "2024-08-20.geojson", fc(front(UA_A)))
     write(tmp_path / "2024-08-21.geojson", fc(front(None)))
@@ -336,7 +335,7 @@ def widths() -> list[Polygon]:
     return [box(35.2, 51.15, 35.2 + 0.05 * i, 51.25) for i in range(1, 6)]
 
 
-def test_geopackage_shapefile_kml_and_newline_delimited(repo: Repository, tmp_path: Path) -> None:
+def test_geopackage_shapefile_kml_and_newline_delimited(repo: Store, tmp_path: Path) -> None:
     (tmp_path / "rules.toml").write_text(RULES_TOML)
     folder = tmp_path / "maps"
     folder.mkdir()
@@ -404,7 +403,7 @@ def broken_archive(folder: Path) -> Path:
 
 
 def test_a_broken_file_stops_the_run_or_is_skipped_with_keep_going(
-    repo: Repository, tmp_path: Path
+    repo: Store, tmp_path: Path
 ) -> None:
     folder = broken_archive(tmp_path / "maps")
     write(folder / "no-date.geojson", fc(front(UA_A)))
@@ -423,7 +422,7 @@ def test_a_broken_file_stops_the_run_or_is_skipped_with_keep_going(
 
 
 def test_strict_refuses_an_invalid_polygon_naming_file_and_feature(
-    repo: Repository, tmp_path: Path
+    repo: Store, tmp_path: Path
 ) -> None:
     folder = broken_archive(tmp_path / "maps")
     (folder / "2024-08-21.geojson").unlink()
@@ -452,7 +451,7 @@ def cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_import_command(repo: Repository, tmp_path: Path) -> None:
+def test_the_import_command(repo: Store, tmp_path: Path) -> None:
     url = repo.engine.url.render_as_string(hide_password=False)
     helped = cli("--help", url=url)
     assert helped.returncode == 0

@@ -21,7 +21,6 @@ from app.api.app import create_app
 from app.domain.model import Basis, NewObservation, Status
 from app.domain.timeutil import parse_moment, parse_window
 from app.settings import Settings
-from app.storage.repository import Repository
 from tests.test_api import assert_rfc7946
 
 GEOJSON = "application/geo+json"
@@ -559,15 +558,16 @@ def test_observations_collection(client: TestClient) -> None:
 
 
 def test_known_at_shows_the_collections_as_they_stood(empty_engine: Engine) -> None:
-    repo = Repository(empty_engine)
     from app.seed import seed
+    from app.storage.database import Database
     from tests.conftest import DATA_DIR
 
-    seed(repo, DATA_DIR)
+    db = Database(empty_engine)
+    seed(db, DATA_DIR)
     before = dt.datetime.now(dt.UTC)
-    with repo.writer("desk") as w:
-        w.retract(8, "test: the officials' figure withdrawn")
-        w.add_observations(
+    with db.write("desk") as w:
+        w.revisions.retract(8, "test: the officials' figure withdrawn")
+        w.observations.add(
             [
                 NewObservation(
                     "ua-officials",

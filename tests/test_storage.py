@@ -1,4 +1,4 @@
-"""The repository on a real SQLite file and a real PostGIS: same numbers, same rules."""
+"""The storage layer on a real SQLite file and a real PostGIS: same numbers, same rules."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from app.domain import geometry as geo
 from app.domain.errors import InvalidInput
 from app.domain.model import Basis, NewObservation, Party, Source, SourceKind, Status
 from app.seed import load_regions, seed
-from app.storage.repository import PieceFilter, Repository
+from app.storage.pieces import PieceFilter
 from app.storage.tables import observations, region_boundaries
-from app.storage.writer import geometry_hash
 from tests.conftest import DATA_DIR
+from tests.store import Store
 
 UTC = dt.UTC
 
@@ -26,9 +26,10 @@ def day(d: str) -> dt.datetime:
 
 
 @pytest.fixture
-def repo(empty_engine: Engine) -> Repository:
-    repo = Repository(empty_engine)
-    load_regions(repo, DATA_DIR / "regions" / "boundaries.geojson")
+def repo(empty_engine: Engine) -> Store:
+    repo = Store(empty_engine)
+    with repo.writer() as unit:
+        load_regions(unit, DATA_DIR / "regions" / "boundaries.geojson")
     repo.save_party(Party("UA", "Ukraine", "#0057b7"))
     repo.save_party(Party("RU", "Russia", "#d52b1e"))
     repo.save_source(Source("osint-map", "An OSINT map", SourceKind.OSINT, None))
@@ -53,7 +54,7 @@ SUDZHA_BOX = box(35.2, 51.15, 35.4, 51.25)  # inside Kursk oblast
 ACROSS_BORDER = shapely.buffer(shapely.Point(35.1, 51.15), 0.15)  # Kursk and Sumy
 
 
-def test_a_shape_across_two_regions_is_split_and_kept_whole(repo: Repository) -> None:
+def test_a_shape_across_two_regions_is_split_and_kept_whole(repo: Store) -> None:
     [result] = repo.add_observations([obs("2024-09-01", ACROSS_BORDER)])
     assert set(result.areas_km2) == {"kursk", "sumy"}
     total = geo.geodesic_area_km2(ACROSS_BORDER)
@@ -68,7 +69,7 @@ def test_a_shape_across_two_regions_is_split_and_kept_whole(repo: Repository) ->
     assert geo.geodesic_area_km2(kursk_piece.geometry) == pytest.approx(kursk_piece.area_km2)
 
 
-def test_as_of_with_and_without_valid_to(repo: Repository) -> None:
+def test_as_of_with_and_without_valid_to(repo: Store) -> None:
     repo.add_observations(
         [
             obs("2025-01-10", SUDZHA_BOX),
@@ -94,7 +95,7 @@ def test_as_of_with_and_without_valid_to(repo: Repository) -> None:
     assert seen("2030-01-01T00:00:00+00:00") == [c]
 
 
-def test_out_of_order_writes_recompute_intervals(repo: Repository) -> None:
+def test_out_of_order_writes_recompute_intervals(repo: Store) -> None:
     repo.add_observations([obs("2025-02-01", SUDZHA_BOX)])
     repo.add_observations([obs("2025-01-01", box(35.3, 51.15, 35.4, 51.25))])  # older, later
     at = dt.datetime(2025, 1, 15, tzinfo=UTC)
@@ -104,7 +105,7 @@ def test_out_of_order_writes_recompute_intervals(repo: Repository) -> None:
     assert newer.area_km2 == pytest.approx(geo.geodesic_area_km2(SUDZHA_BOX))
 
 
-def test_a_bad_batch_writes_nothing(repo: Repository) -> None:
+def test_a_bad_batch_writes_nothing(repo: Store) -> None:
     before = repo.counts()
     batch = [obs("2025-01-01", SUDZHA_BOX), obs("2025-01-02", SUDZHA_BOX, source="nobody")]
     with pytest.raises(InvalidInput, match="unknown source 'nobody'"):
@@ -112,13 +113,13 @@ def test_a_bad_batch_writes_nothing(repo: Repository) -> None:
     assert repo.counts() == before
 
 
-def test_a_shape_outside_every_region_is_refused(repo: Repository) -> None:
+def test_a_shape_outside_every_region_is_refused(repo: Store) -> None:
     with pytest.raises(InvalidInput, match="touches no known region"):
         repo.add_observations([obs("2025-01-01", box(2.0, 48.0, 2.5, 48.5))])  # Paris
     assert repo.counts()["observations"] == 0
 
 
-def test_identical_content_is_stored_once(repo: Repository) -> None:
+def test_identical_content_is_stored_once(repo: Store) -> None:
     [first] = repo.add_observations([obs("2025-01-01", SUDZHA_BOX)])
     [again] = repo.add_observations([obs("2025-01-01", SUDZHA_BOX)])
     assert first.created
@@ -127,7 +128,7 @@ def test_identical_content_is_stored_once(repo: Repository) -> None:
     assert repo.counts()["observations"] == 1
 
 
-def test_rebuild_reproduces_the_derived_pieces(repo: Repository) -> None:
+def test_rebuild_reproduces_the_derived_pieces(repo: Store) -> None:
     repo.add_observations(
         [
             obs("2025-01-01", ACROSS_BORDER),
@@ -147,7 +148,7 @@ def test_rebuild_reproduces_the_derived_pieces(repo: Repository) -> None:
     ]
 
 
-def test_replacing_a_boundary_rebuilds_that_region(repo: Repository) -> None:
+def test_replacing_a_boundary_rebuilds_that_region(repo: Store) -> None:
     repo.add_observations([obs("2025-01-01", SUDZHA_BOX)])
     region = repo.region("kursk")
     smaller = box(35.2, 51.15, 35.3, 51.25)  # a (silly) new boundary cutting the box in half
@@ -157,10 +158,10 @@ def test_replacing_a_boundary_rebuilds_that_region(repo: Repository) -> None:
 
 
 def test_seed_is_idempotent(empty_engine: Engine) -> None:
-    repo = Repository(empty_engine)
-    first = seed(repo, DATA_DIR)
+    repo = Store(empty_engine)
+    first = seed(repo.db, DATA_DIR)
     counts = repo.counts()
-    second = seed(repo, DATA_DIR)
+    second = seed(repo.db, DATA_DIR)
     assert first.observations_added == counts["observations"] > 0
     assert second.observations_added == 0
     assert second.regions_changed == 0
@@ -203,7 +204,7 @@ def test_postgis_has_spatial_indexes(postgis_engine: Engine) -> None:
     assert srid == 4326
 
 
-def test_an_empty_drawing_with_a_region_records_zero_ground(repo: Repository) -> None:
+def test_an_empty_drawing_with_a_region_records_zero_ground(repo: Store) -> None:
     """How an import says 'the source no longer draws any of this ground here'."""
     repo.add_observations([obs("2025-01-01", SUDZHA_BOX)])
     ended = NewObservation(
@@ -224,39 +225,42 @@ def test_an_empty_drawing_with_a_region_records_zero_ground(repo: Repository) ->
     assert again.area_km2 == 0
 
 
-def test_group_head_confirmations_and_import_files(repo: Repository) -> None:
+def test_group_head_confirmations_and_import_files(repo: Store) -> None:
     with repo.writer("importer") as w:
-        file_id = w.begin_import_file(
+        file_id = w.imports.begin_file(
             "osint-map", "2025-01-01.geojson", "ab" * 32, day("2025-01-01")
         )
         assert file_id is not None
-        [first] = w.add_observations([obs("2025-01-01", SUDZHA_BOX)], import_file_id=file_id)
-        assert w.begin_import_file("osint-map", "copy.geojson", "ab" * 32, None) is None
+        [first] = w.observations.add([obs("2025-01-01", SUDZHA_BOX)], import_file_id=file_id)
+        assert w.imports.begin_file("osint-map", "copy.geojson", "ab" * 32, None) is None
     with repo.writer("importer") as w:
-        head = w.group_head("osint-map", "UA", "controlled", "assessed", day("2025-01-02"))
+        head = w.imports.line_head("osint-map", "UA", "controlled", "assessed", day("2025-01-02"))
         assert head is not None
         assert head.observation_id == first.observation_id
-        assert head.geometry_hash == geometry_hash(geo.to_multipolygon(SUDZHA_BOX))
-        assert w.group_head("osint-map", "UA", "controlled", "assessed", day("2024-12-31")) is None
-        assert w.confirm(first.observation_id, day("2025-01-02"), None)
-        assert not w.confirm(first.observation_id, day("2025-01-02"), None)  # once per date
-        assert w.regions_of(first.observation_id) == ["kursk"]
+        assert head.geometry_hash == geo.shape_hash(geo.to_multipolygon(SUDZHA_BOX))
+        assert (
+            w.imports.line_head("osint-map", "UA", "controlled", "assessed", day("2024-12-31"))
+            is None
+        )
+        assert w.imports.confirm(first.observation_id, day("2025-01-02"), None)
+        assert not w.imports.confirm(first.observation_id, day("2025-01-02"), None)  # once per date
+        assert w.imports.regions_of(first.observation_id) == ["kursk"]
 
 
 def test_geometry_hash_ignores_ring_start_and_orientation() -> None:
     a = Polygon([(35.2, 51.15), (35.4, 51.15), (35.4, 51.25), (35.2, 51.25)])
     b = Polygon([(35.4, 51.25), (35.4, 51.15), (35.2, 51.15), (35.2, 51.25)])
-    assert geometry_hash(MultiPolygon([a])) == geometry_hash(MultiPolygon([b]))
-    assert geometry_hash(MultiPolygon([a])) != geometry_hash(MultiPolygon([box(35, 51, 36, 52)]))
+    assert geo.shape_hash(MultiPolygon([a])) == geo.shape_hash(MultiPolygon([b]))
+    assert geo.shape_hash(MultiPolygon([a])) != geo.shape_hash(MultiPolygon([box(35, 51, 36, 52)]))
 
 
-def test_a_writer_that_fails_leaves_nothing(repo: Repository) -> None:
+def test_a_writer_that_fails_leaves_nothing(repo: Store) -> None:
     before = repo.counts()
 
     def interrupted_import() -> None:
         with repo.writer() as w:
-            w.add_observations([obs("2025-01-01", SUDZHA_BOX)])
-            w.begin_import_file("osint-map", "x.geojson", "cd" * 32, None)
+            w.observations.add([obs("2025-01-01", SUDZHA_BOX)])
+            w.imports.begin_file("osint-map", "x.geojson", "cd" * 32, None)
             raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError):
@@ -264,7 +268,7 @@ def test_a_writer_that_fails_leaves_nothing(repo: Repository) -> None:
     assert repo.counts() == before
 
 
-def test_replacing_a_boundary_keeps_the_old_one_in_history(repo: Repository) -> None:
+def test_replacing_a_boundary_keeps_the_old_one_in_history(repo: Store) -> None:
     region = repo.region("kursk")
     repo.save_region("kursk", region.name, region.country, region.country_code, SUDZHA_BOX)
     with repo.engine.connect() as c:
@@ -291,8 +295,9 @@ def test_concurrent_transactions_on_one_line_keep_intervals_right(
     """
     import threading
 
-    repo = Repository(postgis_empty_engine)
-    load_regions(repo, DATA_DIR / "regions" / "boundaries.geojson")
+    repo = Store(postgis_empty_engine)
+    with repo.writer() as unit:
+        load_regions(unit, DATA_DIR / "regions" / "boundaries.geojson")
     repo.save_party(Party("UA", "Ukraine", "#0057b7"))
     repo.save_source(Source("osint-map", "An OSINT map", SourceKind.OSINT, None))
     both_inserted = threading.Barrier(2, timeout=20)
@@ -301,7 +306,7 @@ def test_concurrent_transactions_on_one_line_keep_intervals_right(
     def write(valid_from: str, shape: Polygon) -> None:
         try:
             with repo.writer() as w:
-                w.add_observations([obs(valid_from, shape)])
+                w.observations.add([obs(valid_from, shape)])
                 both_inserted.wait()
         except BaseException as e:  # reported below
             errors.append(e)

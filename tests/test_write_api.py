@@ -20,9 +20,8 @@ from app.domain import geometry as geo
 from app.domain.tokens import Scope
 from app.seed import seed
 from app.settings import Settings
-from app.storage.repository import Repository
-from app.storage.tokens import Tokens
 from tests.conftest import DATA_DIR
+from tests.store import Store
 
 PROBLEM = "application/problem+json"
 SUDZHA_BOX = [[35.2, 51.15], [35.4, 51.15], [35.4, 51.25], [35.2, 51.25], [35.2, 51.15]]
@@ -44,7 +43,7 @@ def feature(**props: Any) -> dict[str, Any]:
 
 
 class Api:
-    def __init__(self, client: TestClient, repo: Repository, write: str, admin: str) -> None:
+    def __init__(self, client: TestClient, repo: Store, write: str, admin: str) -> None:
         self.client, self.repo = client, repo
         self.write = {"Authorization": f"Bearer {write}"}
         self.admin = {"Authorization": f"Bearer {admin}"}
@@ -61,10 +60,11 @@ class Api:
 
 
 def make_api(engine: Engine, **settings: Any) -> Iterator[Api]:
-    repo = Repository(engine)
-    seed(repo, DATA_DIR)
-    tokens = Tokens(engine)
-    write, admin = tokens.create("desk", Scope.WRITE), tokens.create("chief", Scope.ADMIN)
+    repo = Store(engine)
+    seed(repo.db, DATA_DIR)
+    with repo.writer() as unit:
+        write = unit.tokens.create("desk", Scope.WRITE)
+        admin = unit.tokens.create("chief", Scope.ADMIN)
     app = create_app(Settings(database_url=str(engine.url), **settings), engine=engine)
     with TestClient(app) as client:
         yield Api(client, repo, write, admin)
@@ -98,7 +98,8 @@ def test_a_write_token_is_not_an_admin_token(api: Api) -> None:
 
 def test_a_revoked_token_stops_working(api: Api) -> None:
     assert api.post(feature()).status_code == 201
-    Tokens(api.repo.engine).revoke("desk")
+    with api.repo.writer() as unit:
+        unit.tokens.revoke("desk")
     assert api.post(feature(valid_from="2024-09-16")).status_code == 401
 
 

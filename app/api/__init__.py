@@ -1,1 +1,1 @@
-"""The HTTP API: thin FastAPI routers over the repository and the domain core."""
+"""The HTTP API: thin FastAPI routers over the units of work and the domain core."""

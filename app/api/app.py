@@ -14,8 +14,7 @@ from app.api.middleware import HeadAsGet
 from app.api.ogc import routes as ogc
 from app.api.routes import admin, exports, meta, observations, regions
 from app.settings import Settings, get_settings
-from app.storage.database import create_db_engine, upgrade
-from app.storage.repository import Repository
+from app.storage.database import Database
 
 DESCRIPTION = """
 Who controls which ground, when, and according to whom.
@@ -32,14 +31,17 @@ picks a winner: it shows them side by side.
 """
 
 
-def prepare(repo: Repository, settings: Settings) -> None:
+def prepare(db: Database, settings: Settings) -> None:
     """Migrate, and load the shipped seed into an empty database, as the settings say."""
     if settings.auto_migrate:
-        upgrade(repo.engine)
-    if settings.auto_seed and repo.is_empty():
-        from app.seed import seed
+        db.upgrade()
+    if settings.auto_seed:
+        with db.read() as unit:
+            empty = unit.is_empty()
+        if empty:
+            from app.seed import seed
 
-        seed(repo, settings.data_dir)
+            seed(db, settings.data_dir)
 
 
 def create_app(
@@ -49,9 +51,9 @@ def create_app(
     prepare_database: bool = False,
 ) -> FastAPI:
     settings = settings or get_settings()
-    repo = Repository(engine or create_db_engine(settings.database_url))
+    db = Database(engine) if engine is not None else Database.from_url(settings.database_url)
     if prepare_database:
-        prepare(repo, settings)
+        prepare(db, settings)
 
     app = FastAPI(
         title="Frontline Atlas",
@@ -71,7 +73,7 @@ def create_app(
         ],
     )
     app.state.settings = settings
-    app.state.repository = repo
+    app.state.database = db
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(
         CORSMiddleware,

@@ -7,16 +7,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.api.deps import get_repository
+from app.api.deps import Unit
 from app.domain.errors import Forbidden, Unauthorized
 from app.domain.tokens import Scope
-from app.storage.repository import Repository
-from app.storage.tokens import TokenInfo, Tokens
+from app.storage.tokens import TokenInfo
+from app.storage.unit import UnitOfWork
 
 HOW_TO = "An administrator makes one with `frontline tokens create --name NAME --scope write`."
 
 
-def _token(request: Request, repo: Repository) -> TokenInfo:
+def _token(request: Request, unit: UnitOfWork) -> TokenInfo:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if not header:
@@ -25,17 +25,15 @@ def _token(request: Request, repo: Repository) -> TokenInfo:
         )
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthorized(f"Send the token as 'Authorization: Bearer <token>', not {scheme!r}.")
-    info = Tokens(repo.engine).authenticate(value.strip())
+    info = unit.tokens.authenticate(value.strip())
     if info is None:
         raise Unauthorized(f"That token is unknown or has been revoked. {HOW_TO}")
     return info
 
 
 def require(scope: Scope) -> Callable[..., TokenInfo]:
-    def dependency(
-        request: Request, repo: Annotated[Repository, Depends(get_repository)]
-    ) -> TokenInfo:
-        info = _token(request, repo)
+    def dependency(request: Request, unit: Unit) -> TokenInfo:
+        info = _token(request, unit)
         if not info.scope.allows(scope):
             raise Forbidden(
                 f"Token {info.name!r} has scope {info.scope.value!r}; this needs {scope.value!r}."
@@ -45,10 +43,10 @@ def require(scope: Scope) -> Callable[..., TokenInfo]:
     return dependency
 
 
-def read_access(request: Request, repo: Annotated[Repository, Depends(get_repository)]) -> None:
+def read_access(request: Request, unit: Unit) -> None:
     """Reads are public unless REQUIRE_TOKEN_FOR_READS is set; then any valid token will do."""
     if request.app.state.settings.require_token_for_reads:
-        _token(request, repo)
+        _token(request, unit)
 
 
 Writer = Annotated[TokenInfo, Depends(require(Scope.WRITE))]

@@ -11,7 +11,8 @@ from fastapi import Query
 from app.domain.errors import InvalidParameter, UnknownCode
 from app.domain.model import Status
 from app.domain.timeutil import now, parse_moment, parse_range_start
-from app.storage.repository import NONE, PieceFilter, Repository
+from app.storage.pieces import NONE, PieceFilter
+from app.storage.unit import UnitOfWork
 
 MOMENT_HELP = (
     "RFC 3339 date or date-time. A bare date means the end of that day, UTC "
@@ -126,7 +127,7 @@ def _codes(
 
 
 def piece_filter(
-    repo: Repository,
+    unit: UnitOfWork,
     parties: Sequence[str] | None = None,
     statuses: Sequence[str] | None = None,
     sources: Sequence[str] | None = None,
@@ -134,7 +135,7 @@ def piece_filter(
     default_status: Status | None = None,
 ) -> PieceFilter:
     """Validate filter values against the database; unknown codes are a 400 naming the known."""
-    party_codes = [p.code for p in repo.parties()] if (parties or accounts) else []
+    party_codes = [p.code for p in unit.reference.parties()] if (parties or accounts) else []
     if statuses is None and default_status is not None:
         statuses = [default_status.value]
     status_values = _codes(statuses, [s.value for s in Status], "status", "status", False)
@@ -147,7 +148,7 @@ def piece_filter(
             else [
                 s
                 for s in _codes(
-                    sources, [s.slug for s in repo.sources()], "source", "source", False
+                    sources, [s.slug for s in unit.reference.sources()], "source", "source", False
                 )
                 or []
                 if s
@@ -157,12 +158,12 @@ def piece_filter(
     )
 
 
-def region_codes(repo: Repository, values: Sequence[str] | None) -> list[str] | None:
+def region_codes(unit: UnitOfWork, values: Sequence[str] | None) -> list[str] | None:
     """Region slugs from a repeatable, comma-separated parameter; an unknown one is a 400 that
     lists the known regions."""
     if values is None:
         return None
-    known = [r.slug for r in repo.regions(with_boundary=False)]
+    known = [r.slug for r in unit.regions.all(with_boundary=False)]
     codes = _codes(values, known, "region", "region", allow_none=False)
     return [c for c in codes or [] if c is not None]
 

@@ -7,6 +7,7 @@ databases only store what is computed here, so SQLite and PostGIS give identical
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import shapely
@@ -132,3 +133,11 @@ def bbox(geometry: BaseGeometry | None) -> tuple[float, float, float, float] | N
         return None
     minx, miny, maxx, maxy = geometry.bounds
     return (float(minx), float(miny), float(maxx), float(maxy))
+
+
+def shape_hash(geometry: BaseGeometry | None) -> str | None:
+    """Equal shapes, equal hash, whatever the ring start or part order (sha256 of the
+    normalised WKB): how an import knows a map draws the same ground again."""
+    if geometry is None:
+        return None
+    return hashlib.sha256(shapely.to_wkb(shapely.normalize(geometry))).hexdigest()

@@ -10,7 +10,8 @@ import datetime as dt
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 import shapely
@@ -288,26 +289,20 @@ def parse_document(document: Any, repair: bool = False) -> tuple[list[Parsed], l
 
 
 def content_hash(obs: NewObservation) -> str:
-    """A fingerprint of everything the source said: equal content, equal hash."""
-    payload = {
-        "source": obs.source,
-        "party": obs.party,
-        "status": str(obs.status),
-        "basis": str(obs.basis),
-        "valid_from": obs.valid_from.isoformat(),
-        "valid_to": obs.valid_to.isoformat() if obs.valid_to else None,
-        "geometry": None if obs.geometry is None else shapely.to_wkb(obs.geometry, hex=True),
-        "reported_area_km2": obs.reported_area_km2,
-        "reported_region": obs.reported_region,
-        "reported_qualifier": str(obs.reported_qualifier) if obs.reported_qualifier else None,
-        "citation": [
-            obs.citation.url,
-            obs.citation.title,
-            obs.citation.publisher,
-            obs.citation.published_at.isoformat() if obs.citation.published_at else None,
-        ],
-        "note": obs.note,
-        "illustrative": obs.illustrative,
-        "supersedes": obs.supersedes,
-    }
+    """A fingerprint of everything the source said: equal content, equal hash. Derived from the
+    fields of :class:`NewObservation` (the citation as the list of its fields)."""
+    payload = {f.name: _plain(getattr(obs, f.name)) for f in fields(NewObservation)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as JSON: moments in ISO form, shapes as hex WKB, enums as text."""
+    if isinstance(value, Citation):
+        return [_plain(getattr(value, f.name)) for f in fields(Citation)]
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, BaseGeometry):
+        return shapely.to_wkb(value, hex=True)
+    if isinstance(value, StrEnum):
+        return str(value)
+    return value

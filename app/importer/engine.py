@@ -5,7 +5,7 @@ Per file and per (party, status) the map draws, one of three things is written:
 - the same drawing as the source's observation in force (its ``geometry_hash``): a
   *confirmation* of that observation on the new date, not the geometry again;
 - a different drawing: a new observation (the union of the map's features), whose per-region
-  pieces the :class:`~app.storage.writer.Writer` derives;
+  pieces the unit of work derives;
 - for every region where the source's observation in force had ground that the new map no
   longer draws: an *ended* record (an empty drawing with ``reported_region``, area 0 there).
 
@@ -31,17 +31,17 @@ from typing import Any
 import shapely
 from shapely.errors import GEOSException
 from shapely.geometry import MultiPolygon
-from sqlalchemy import Connection
 
 from app.domain.errors import DomainError, InvalidInput
+from app.domain.geometry import shape_hash
 from app.domain.model import Basis, Citation, NewObservation, Source, Status
 from app.domain.timeutil import isoformat
 from app.importer import moments
 from app.importer.reading import FileError, MapFile, Snapshot, discover, read_snapshot
 from app.importer.rules import Rules
 from app.importer.snapshot import Line, classify, raw_drawing, union
-from app.storage.repository import Repository
-from app.storage.writer import Writer, geometry_hash
+from app.storage.database import Database
+from app.storage.unit import UnitOfWork
 
 TIME_FROM = ("auto", "property", "wrapper", "filename")
 
@@ -143,21 +143,24 @@ class ImportSummary(Counts):
 
 
 class Importer:
-    def __init__(self, repo: Repository, options: ImportOptions) -> None:
-        self.repo = repo
+    def __init__(self, db: Database, options: ImportOptions) -> None:
+        self.db = db
         self.o = options
         self.source = self._check_references()
         self._state: dict[Line, LineState] | None = None
-        self._connection: Connection | None = None  # the one transaction of a dry run
+        self._dry_unit: UnitOfWork | None = None  # the one unit of a dry run
 
     def _check_references(self) -> Source:
-        sources = {s.slug: s for s in self.repo.sources()}
+        with self.db.read() as unit:
+            known_sources = unit.reference.sources()
+            known_parties = unit.reference.parties()
+        sources = {s.slug: s for s in known_sources}
         if self.o.source not in sources:
             raise InvalidInput(
                 f"unknown source {self.o.source!r}. Known sources: {', '.join(sorted(sources))}.",
                 known=sorted(sources),
             )
-        parties = {p.code for p in self.repo.parties()}
+        parties = {p.code for p in known_parties}
         unknown = sorted(self.o.rules.parties - parties)
         if unknown:
             raise InvalidInput(
@@ -177,18 +180,12 @@ class Importer:
         summary.files_found = len(files)
         try:
             if self.o.dry_run:
-                with self.repo.engine.connect() as connection:
-                    transaction = connection.begin()
-                    if connection.dialect.name == "sqlite":
-                        # pysqlite begins a transaction only before a write; savepoints taken
-                        # before it would each commit when released.
-                        connection.exec_driver_sql("BEGIN")
-                    self._connection = connection
+                with self.db.write(self.o.recorded_by, dry_run=True) as unit:
+                    self._dry_unit = unit
                     try:
                         self._run(files, summary)
                     finally:
-                        self._connection = None
-                        transaction.rollback()
+                        self._dry_unit = None
             else:
                 self._run(files, summary)
         except KeyboardInterrupt:
@@ -296,16 +293,15 @@ class Importer:
         return found
 
     @contextmanager
-    def _transaction(self) -> Iterator[Writer]:
-        """One file's transaction; in a dry run a savepoint of the run's one transaction."""
-        if self._connection is None:
-            with self.repo.writer(self.o.recorded_by) as writer:
-                yield writer
+    def _transaction(self) -> Iterator[UnitOfWork]:
+        """One file's unit of work; in a dry run a savepoint of the run's one unit."""
+        if self._dry_unit is None:
+            with self.db.write(self.o.recorded_by) as unit:
+                yield unit
             return
-        with self._connection.begin_nested():
-            writer = Writer(self._connection, self.o.recorded_by)
-            yield writer
-            writer.flush()
+        with self._dry_unit.savepoint():
+            yield self._dry_unit
+            self._dry_unit.derived.flush()
 
     def _import_file(self, file: MapFile, planned: dt.datetime | None) -> FileResult | None:
         """Import one file in one transaction; None when it was imported before.
@@ -319,26 +315,28 @@ class Importer:
         if by_name is not None:
             identity = hashlib.sha256(f"{sha256}@{by_name.isoformat()}".encode()).hexdigest()
         with self._transaction() as w:
-            file_id = w.begin_import_file(self.o.source, file.name, identity, planned)
+            file_id = w.imports.begin_file(self.o.source, file.name, identity, planned)
             if file_id is None:
                 return None
             snapshot = read_snapshot(file, data)
             moment = self._moment(file, snapshot)
             result = self._write(w, file_id, file, snapshot, moment)
-            w.finish_import_file(file_id, {**result.as_dict(moment), "sha256": sha256}, moment)
+            w.imports.finish_file(file_id, {**result.as_dict(moment), "sha256": sha256}, moment)
         return result
 
     # --- one map ------------------------------------------------------------------------------
 
     def _write(
-        self, w: Writer, file_id: int, file: MapFile, snapshot: Snapshot, moment: dt.datetime
+        self, w: UnitOfWork, file_id: int, file: MapFile, snapshot: Snapshot, moment: dt.datetime
     ) -> FileResult:
         classified = classify(snapshot.features, self.o.rules)
         raws = {line: raw_drawing(features) for line, features in classified.lines.items()}
         warm = self._state or {}
         unchanged = self._state is not None and {line: s.raw for line, s in warm.items()} == raws
         # Not needed when every (party, status) is drawn exactly as in the previous file.
-        in_force = {} if unchanged else w.ground_in_force(self.o.source, self.o.basis, moment)
+        in_force = (
+            {} if unchanged else w.imports.ground_in_force(self.o.source, self.o.basis, moment)
+        )
         m = _Map(
             w,
             file_id,
@@ -350,7 +348,7 @@ class Importer:
         for line, features in classified.lines.items():
             known = warm.get(line)
             if known is not None and known.raw == raws[line]:
-                m.result.confirmations += w.confirm(known.observation_id, moment, file_id)
+                m.result.confirmations += w.imports.confirm(known.observation_id, moment, file_id)
                 m.result.repaired += known.repaired
                 m.result.state[line] = known
                 continue
@@ -373,16 +371,17 @@ class Importer:
     ) -> tuple[int, frozenset[str]] | None:
         """Confirm the observation in force, or write a new one; its id and regions."""
         party, status = line
-        head = m.w.group_head(self.o.source, party, str(status), self.o.basis, m.moment)
-        if head is not None and head.geometry_hash == geometry_hash(geometry):
-            regions = frozenset(m.w.regions_of(head.observation_id))
+        head = m.w.imports.line_head(self.o.source, party, str(status), self.o.basis, m.moment)
+        if head is not None and head.geometry_hash == shape_hash(geometry):
+            regions = frozenset(m.w.imports.regions_of(head.observation_id))
             now = m.in_force.get((party, str(status)), {})
             # The same drawing, and still in force everywhere it has ground (not ended since).
             if set(now) == regions and set(now.values()) <= {head.observation_id}:
-                m.result.confirmations += m.w.confirm(head.observation_id, m.moment, m.file_id)
+                confirmed = m.w.imports.confirm(head.observation_id, m.moment, m.file_id)
+                m.result.confirmations += confirmed
                 return head.observation_id, regions
         outside = "outside known regions"
-        if not any(shapely.intersects(geometry, b) for b in m.w.boundaries.values()):
+        if not any(shapely.intersects(geometry, b) for b in m.w.regions.boundaries.values()):
             m.result.skipped[outside] += count
             return None
         observation = NewObservation(
@@ -396,8 +395,8 @@ class Importer:
             note=f"The union of the {count} features of this map drawn as {_who(party)} {status}.",
         )
         try:
-            with m.w.c.begin_nested():
-                [written] = m.w.add_observations(
+            with m.w.savepoint():
+                [written] = m.w.observations.add(
                     [observation], import_file_id=m.file_id, names=[f"{_who(party)} {status}"]
                 )
         except InvalidInput:  # it reaches known regions by slivers only
@@ -426,7 +425,7 @@ class Importer:
             for region in sorted(set(regions) - drawn.get((party, status), frozenset()))
         ]
         if ended:
-            written = m.w.add_observations(ended, import_file_id=m.file_id)
+            written = m.w.observations.add(ended, import_file_id=m.file_id)
             m.result.ended += sum(r.created for r in written)
 
     def _citation(self, file: MapFile, snapshot: Snapshot, moment: dt.datetime) -> Citation:
@@ -440,7 +439,7 @@ class Importer:
 class _Map:
     """One file being written: its transaction, moment, citation and what was in force."""
 
-    w: Writer
+    w: UnitOfWork
     file_id: int
     moment: dt.datetime
     citation: Citation

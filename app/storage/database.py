@@ -1,7 +1,14 @@
-"""Engines and migrations for both databases."""
+"""The database: engines, migrations, and the units of work that are the only way in.
+
+``Database(engine)`` hands out :class:`~app.storage.unit.UnitOfWork`s: ``db.read()`` for a
+consistent read, ``db.write(recorded_by)`` for one all-or-nothing write transaction. Dialect
+differences live in :mod:`app.storage.dialect`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +16,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql import Executable
 
 from app.settings import PROJECT_ROOT
+from app.storage import dialect
+from app.storage.unit import UnitOfWork
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
@@ -30,15 +37,7 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
+        dialect.configure(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, pool_pre_ping=True, **kwargs)
@@ -72,19 +71,61 @@ def head_revision(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
 
 
-def insert_unless_duplicate(c: Connection, statement: Executable) -> CursorResult[Any] | None:
-    """Run an INSERT inside the current transaction; None when it breaks a unique constraint
-    (e.g. a concurrent writer got there first), leaving the transaction usable.
+class Database:
+    """The one door to storage: units of work over an engine nobody else holds."""
 
-    PostgreSQL needs a savepoint for that, or the error ends the transaction. SQLite must not
-    take one: when the INSERT is the transaction's first write, pysqlite has not begun the
-    transaction yet, and releasing the outermost SAVEPOINT would commit at once; a failed
-    INSERT in SQLite undoes only itself.
-    """
-    try:
-        if c.dialect.name == "sqlite":
-            return c.execute(statement)
-        with c.begin_nested():
-            return c.execute(statement)
-    except IntegrityError:
-        return None
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Database:
+        return cls(create_db_engine(url, **kwargs))
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password hidden, for messages."""
+        return self._engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def read(self) -> Iterator[UnitOfWork]:
+        """A unit for reading: one transaction, so every read in it sees the same data."""
+        with self._engine.connect() as connection, connection.begin():
+            yield UnitOfWork(connection)
+
+    @contextmanager
+    def write(
+        self, recorded_by: str | None = None, *, dry_run: bool = False
+    ) -> Iterator[UnitOfWork]:
+        """A unit for writing: everything done in it commits together when the block ends, or
+        nothing does (any exception; always, with ``dry_run``). Derived pieces are brought up to
+        date before the commit."""
+        options = {dialect.WRITE: True}
+        with self._engine.connect().execution_options(**options) as connection:
+            transaction = connection.begin()
+            try:
+                unit = UnitOfWork(connection, recorded_by)
+                yield unit
+                unit.derived.flush()
+            except BaseException:
+                transaction.rollback()
+                raise
+            if dry_run:
+                transaction.rollback()
+            else:
+                transaction.commit()
+
+    def upgrade(self, revision: str = "head") -> None:
+        upgrade(self._engine, revision)
+
+    def current_revision(self) -> str | None:
+        return current_revision(self._engine)
+
+    def head_revision(self) -> str | None:
+        return head_revision(self._engine)
+
+    def dispose(self) -> None:
+        self._engine.dispose()

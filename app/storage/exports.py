@@ -20,12 +20,13 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.sql import ColumnElement
 
 from app.domain import asof
 from app.domain.model import Piece
-from app.storage.repository import (
+from app.storage.base import Part
+from app.storage.pieces import (
     PIECE_COLUMNS,
     PieceFilter,
     column_in,
@@ -68,61 +69,63 @@ class Revision:
 
 @dataclass(frozen=True)
 class ExportRow:
-    piece: Piece  # without geometry: load it with Repository.piece_geometries
+    piece: Piece  # without geometry: load it with unit.pieces.geometries
     revision: Revision
 
 
-def export_rows(
-    engine: Engine,
-    flt: PieceFilter,
-    *,
-    regions: Sequence[str] | None = None,
-    start: dt.datetime | None = None,
-    end: dt.datetime | None = None,
-    known_at: dt.datetime | None = None,
-    all_revisions: bool = False,
-) -> list[ExportRow]:
-    """The pieces the filters select, oldest first (by ``valid_from``, then observation id,
-    then region), optionally only those whose ``valid_from`` lies in [``start``, ``end``]."""
-    newer = observations.alias("newer")
-    successor_q = select(
-        newer.c.supersedes.label("of"),
-        func.min(newer.c.id).label("id"),
-        func.min(newer.c.recorded_at).label("at"),
-    ).where(newer.c.supersedes.is_not(None))
-    if known_at is not None:
-        successor_q = successor_q.where(newer.c.recorded_at <= known_at)
-    successor = successor_q.group_by(newer.c.supersedes).subquery("successor")
-    query = (
-        select(
-            *PIECE_COLUMNS,
-            observations.c.supersedes,
-            observations.c.retracted_at,
-            observations.c.retraction_reason,
-            observations.c.recorded_by,
-            successor.c.id.label("superseded_by"),
-            successor.c.at.label("superseded_at"),
+class Exports(Part):
+    def rows(
+        self,
+        flt: PieceFilter,
+        *,
+        regions: Sequence[str] | None = None,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        known_at: dt.datetime | None = None,
+        all_revisions: bool = False,
+    ) -> list[ExportRow]:
+        """The pieces the filters select, oldest first (by ``valid_from``, then observation id,
+        then region), optionally only those whose ``valid_from`` lies in [``start``, ``end``]."""
+        newer = observations.alias("newer")
+        successor_q = select(
+            newer.c.supersedes.label("of"),
+            func.min(newer.c.id).label("id"),
+            func.min(newer.c.recorded_at).label("at"),
+        ).where(newer.c.supersedes.is_not(None))
+        if known_at is not None:
+            successor_q = successor_q.where(newer.c.recorded_at <= known_at)
+        successor = successor_q.group_by(newer.c.supersedes).subquery("successor")
+        query = (
+            select(
+                *PIECE_COLUMNS,
+                observations.c.supersedes,
+                observations.c.retracted_at,
+                observations.c.retraction_reason,
+                observations.c.recorded_by,
+                successor.c.id.label("superseded_by"),
+                successor.c.at.label("superseded_at"),
+            )
+            .select_from(pieces)
+            .join(observations, observations.c.id == pieces.c.observation_id)
+            .join(sources, sources.c.slug == pieces.c.source)
+            .outerjoin(successor, successor.c.of == observations.c.id)
+            .where(*_selection(flt, regions, known_at, all_revisions))
+            .order_by(pieces.c.valid_from, pieces.c.observation_id, pieces.c.region)
         )
-        .select_from(pieces)
-        .join(observations, observations.c.id == pieces.c.observation_id)
-        .join(sources, sources.c.slug == pieces.c.source)
-        .outerjoin(successor, successor.c.of == observations.c.id)
-        .where(*_selection(flt, regions, known_at, all_revisions))
-        .order_by(pieces.c.valid_from, pieces.c.observation_id, pieces.c.region)
-    )
-    with engine.connect() as c:
         rows = [
             ExportRow(piece_from_row(row), _revision(row, known_at))
-            for row in c.execute(query).mappings()
+            for row in self.c.execute(query).mappings()
         ]
-    if known_at is not None or all_revisions:  # stored intervals are those of the current record
-        rows = _with_intervals(rows)
-    return [
-        r
-        for r in rows
-        if (start is None or r.piece.valid_from >= start)
-        and (end is None or r.piece.valid_from <= end)
-    ]
+        if (
+            known_at is not None or all_revisions
+        ):  # stored intervals are those of the current record
+            rows = _with_intervals(rows)
+        return [
+            r
+            for r in rows
+            if (start is None or r.piece.valid_from >= start)
+            and (end is None or r.piece.valid_from <= end)
+        ]
 
 
 def _selection(

@@ -105,11 +105,12 @@ observations = Table(
     Column("idempotency_key", String(200), nullable=True),
     Column("retracted_by", String(64), nullable=True),
     Column("import_file_id", Integer, nullable=True),
-    Index("ix_observations_content_hash", "content_hash"),
+    # Unique: identical content is stored once, and a record has at most one correction.
+    Index("uq_observations_content_hash", "content_hash", unique=True),
     Index("ix_observations_group_head", "source", "party", "status", "basis", "valid_from"),
     Index("ix_observations_idempotency_key", "idempotency_key"),
     Index("ix_observations_source_valid_from", "source", "valid_from"),
-    Index("ix_observations_supersedes", "supersedes"),
+    Index("uq_observations_supersedes", "supersedes", unique=True),
 )
 
 pieces = Table(

@@ -20,15 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select
 
 from app.api.serialize import km2, piece_id, piece_values
 from app.domain import asof
 from app.domain.errors import NotFound
 from app.domain.model import Basis, Piece, Qualifier, Status
-from app.storage import records
-from app.storage.repository import PieceFilter, Repository
-from app.storage.tables import observations, pieces, regions
+from app.storage.pieces import PieceFilter
+from app.storage.unit import UnitOfWork
 
 GEOMETRY_QUERYABLE = {
     "title": "Geometry",
@@ -106,16 +104,16 @@ class Collection(ABC):
     temporal: bool = True
 
     @abstractmethod
-    def candidates(self, repo: Repository, query: ItemQuery) -> list[Item]: ...
+    def candidates(self, unit: UnitOfWork, query: ItemQuery) -> list[Item]: ...
 
     @abstractmethod
-    def load_geometries(self, repo: Repository, items: Sequence[Item]) -> None: ...
+    def load_geometries(self, unit: UnitOfWork, items: Sequence[Item]) -> None: ...
 
     @abstractmethod
-    def item(self, repo: Repository, feature_id: str, query: ItemQuery) -> Item: ...
+    def item(self, unit: UnitOfWork, feature_id: str, query: ItemQuery) -> Item: ...
 
     @abstractmethod
-    def extent(self, repo: Repository) -> dict[str, Any]: ...
+    def extent(self, unit: UnitOfWork) -> dict[str, Any]: ...
 
     def not_found(self, feature_id: str) -> NotFound:
         return NotFound(
@@ -141,15 +139,6 @@ def _extent(
     return out
 
 
-def _bbox_of(table: Any, *where: Any) -> Any:
-    return select(
-        func.min(table.c.min_lon),
-        func.min(table.c.min_lat),
-        func.max(table.c.max_lon),
-        func.max(table.c.max_lat),
-    ).where(*where)
-
-
 class Regions(Collection):
     id = "regions"
     title = "Regions"
@@ -169,8 +158,8 @@ class Regions(Collection):
     parameters = ("region",)
     temporal = False
 
-    def candidates(self, repo: Repository, query: ItemQuery) -> list[Item]:
-        found = repo.regions(with_boundary=True, known_at=query.known_at)
+    def candidates(self, unit: UnitOfWork, query: ItemQuery) -> list[Item]:
+        found = unit.regions.all(with_boundary=True, known_at=query.known_at)
         wanted = set(query.regions) if query.regions is not None else None
         return [
             Item(
@@ -190,33 +179,18 @@ class Regions(Collection):
             if wanted is None or r.slug in wanted
         ]
 
-    def load_geometries(self, repo: Repository, items: Sequence[Item]) -> None:
+    def load_geometries(self, unit: UnitOfWork, items: Sequence[Item]) -> None:
         return None  # loaded with the candidates: there are few regions
 
-    def item(self, repo: Repository, feature_id: str, query: ItemQuery) -> Item:
-        for candidate in self.candidates(repo, query):
+    def item(self, unit: UnitOfWork, feature_id: str, query: ItemQuery) -> Item:
+        for candidate in self.candidates(unit, query):
             if candidate.id == feature_id:
                 return candidate
         raise self.not_found(feature_id)
 
-    def extent(self, repo: Repository) -> dict[str, Any]:
-        with repo.engine.connect() as c:
-            bbox = c.execute(_bbox_of(regions)).one()
+    def extent(self, unit: UnitOfWork) -> dict[str, Any]:
+        bbox, *_time = unit.pieces.extent("regions")
         return _extent(bbox, None, None, False)
-
-
-def _temporal_extent(repo: Repository) -> tuple[dt.datetime | None, dt.datetime | None, bool]:
-    with repo.engine.connect() as c:
-        start, end, open_count = c.execute(
-            select(
-                func.min(pieces.c.valid_from),
-                func.max(pieces.c.valid_until),
-                func.count().filter(pieces.c.valid_until.is_(None)),
-            ).where(pieces.c.active.is_(True))
-        ).one()
-    if isinstance(start, str):  # SQLite aggregates come back as text
-        start, end = (None if v is None else dt.datetime.fromisoformat(v) for v in (start, end))
-    return start, end, bool(open_count)
 
 
 class Control(Collection):
@@ -239,8 +213,8 @@ class Control(Collection):
     schema = queryables
     parameters = ("region", "party", "status", "source", "account")
 
-    def candidates(self, repo: Repository, query: ItemQuery) -> list[Item]:
-        found = repo.all_pieces(
+    def candidates(self, unit: UnitOfWork, query: ItemQuery) -> list[Item]:
+        found = unit.pieces.everywhere(
             query.flt,
             known_at=query.known_at,
             bbox=query.envelope,
@@ -254,26 +228,24 @@ class Control(Collection):
         key = (piece.observation_id, piece.region)
         return Item(piece_id(*key), piece_values(piece), key)
 
-    def load_geometries(self, repo: Repository, items: Sequence[Item]) -> None:
-        shapes = repo.piece_geometries([i.key for i in items if not i.has_geometry])
+    def load_geometries(self, unit: UnitOfWork, items: Sequence[Item]) -> None:
+        shapes = unit.pieces.geometries([i.key for i in items if not i.has_geometry])
         for item in items:
             if not item.has_geometry:
                 item.geometry, item.has_geometry = shapes.get(item.key), True
 
-    def item(self, repo: Repository, feature_id: str, query: ItemQuery) -> Item:
+    def item(self, unit: UnitOfWork, feature_id: str, query: ItemQuery) -> Item:
         number, _, region = feature_id.partition("-")
         if not number.isdigit() or not region:
             raise self.not_found(feature_id)
-        found = repo.all_pieces(PieceFilter(), known_at=query.known_at, regions=[region])
+        found = unit.pieces.everywhere(PieceFilter(), known_at=query.known_at, regions=[region])
         for piece in found:
             if piece.observation_id == int(number):
                 return self._item(piece)
         raise self.not_found(feature_id)
 
-    def extent(self, repo: Repository) -> dict[str, Any]:
-        with repo.engine.connect() as c:
-            bbox = c.execute(_bbox_of(pieces, pieces.c.active.is_(True))).one()
-        return _extent(bbox, *_temporal_extent(repo))
+    def extent(self, unit: UnitOfWork) -> dict[str, Any]:
+        return _extent(*unit.pieces.extent(self.id))
 
 
 class Observations(Collection):
@@ -305,38 +277,36 @@ class Observations(Collection):
     }
     parameters = ("region", "party", "status", "source", "account")
 
-    def candidates(self, repo: Repository, query: ItemQuery) -> list[Item]:
-        found = repo.all_pieces(query.flt, known_at=query.known_at, window=query.window)
+    def candidates(self, unit: UnitOfWork, query: ItemQuery) -> list[Item]:
+        found = unit.pieces.everywhere(query.flt, known_at=query.known_at, window=query.window)
         if query.regions is not None:
             wanted = set(query.regions)
             ids = {p.observation_id for p in found if p.region in wanted}
             found = [p for p in found if p.observation_id in ids]
-        return [Item(str(r["id"]), r, r["id"]) for r in records.records_of(repo.engine, found)]
+        return [Item(str(r["id"]), r, r["id"]) for r in unit.observations.records_of(found)]
 
-    def load_geometries(self, repo: Repository, items: Sequence[Item]) -> None:
+    def load_geometries(self, unit: UnitOfWork, items: Sequence[Item]) -> None:
         ids = [i.key for i in items if not i.has_geometry]
-        shapes = records.observation_geometries(repo.engine, ids)
+        shapes = unit.observations.geometries(ids)
         for item in items:
             if not item.has_geometry:
                 item.geometry, item.has_geometry = shapes.get(item.key), True
 
-    def item(self, repo: Repository, feature_id: str, query: ItemQuery) -> Item:
+    def item(self, unit: UnitOfWork, feature_id: str, query: ItemQuery) -> Item:
         if not feature_id.isdigit():
             raise self.not_found(feature_id)
         found = [
             p
-            for p in repo.all_pieces(PieceFilter(), known_at=query.known_at)
+            for p in unit.pieces.everywhere(PieceFilter(), known_at=query.known_at)
             if p.observation_id == int(feature_id)
         ]
-        rows = records.records_of(repo.engine, found)
+        rows = unit.observations.records_of(found)
         if not rows:
             raise self.not_found(feature_id)
         return Item(feature_id, rows[0], rows[0]["id"])
 
-    def extent(self, repo: Repository) -> dict[str, Any]:
-        with repo.engine.connect() as c:
-            bbox = c.execute(_bbox_of(observations, observations.c.retracted_at.is_(None))).one()
-        return _extent(bbox, *_temporal_extent(repo))
+    def extent(self, unit: UnitOfWork) -> dict[str, Any]:
+        return _extent(*unit.pieces.extent(self.id))
 
 
 COLLECTIONS: dict[str, Collection] = {c.id: c for c in (Regions(), Control(), Observations())}

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from starlette.datastructures import URL
 
 from app import __version__
-from app.api.deps import Repo
+from app.api.deps import Unit
 from app.api.ogc import html
 from app.api.ogc.collections import COLLECTIONS, Collection, Item, ItemQuery
 from app.api.ogc.filters import CRS84, parse_bbox, parse_filter
@@ -27,7 +27,7 @@ from app.domain import geometry as geo
 from app.domain.errors import InvalidParameter, NotFound
 from app.domain.timeutil import isoformat, now, parse_window
 from app.settings import Settings
-from app.storage.repository import chunks
+from app.storage.base import chunks
 
 router = APIRouter(tags=["OGC API - Features"])
 
@@ -261,7 +261,7 @@ def api_definition(request: Request) -> Response:
 # --- collections ------------------------------------------------------------------------------
 
 
-def collection_json(request: Request, collection: Collection, repo: Repo) -> dict[str, Any]:
+def collection_json(request: Request, collection: Collection, unit: Unit) -> dict[str, Any]:
     base = f"{base_url(request)}/collections/{collection.id}"
     return {
         "id": collection.id,
@@ -269,7 +269,7 @@ def collection_json(request: Request, collection: Collection, repo: Repo) -> dic
         "description": collection.description,
         "itemType": "feature",
         "crs": [CRS84],
-        "extent": collection.extent(repo),
+        "extent": collection.extent(unit),
         "links": [
             link(base, "self", JSON_TYPE, collection.title),
             link(f"{base}?f=html", "alternate", HTML_TYPE, f"{collection.title} as HTML"),
@@ -283,8 +283,8 @@ def collection_json(request: Request, collection: Collection, repo: Repo) -> dic
 
 
 @router.get("/collections", summary="The feature collections")
-def collections(request: Request, repo: Repo, f: Format = None) -> Response:
-    items = [collection_json(request, c, repo) for c in COLLECTIONS.values()]
+def collections(request: Request, unit: Unit, f: Format = None) -> Response:
+    items = [collection_json(request, c, unit) for c in COLLECTIONS.values()]
     links = self_links(request)
     if wants_html(request, f):
         return html.page("Collections", html.collections_table(items), links)
@@ -293,9 +293,9 @@ def collections(request: Request, repo: Repo, f: Format = None) -> Response:
 
 @router.get("/collections/{collectionId}", summary="One feature collection")
 def collection(
-    request: Request, repo: Repo, collection_id: CollectionId, f: Format = None
+    request: Request, unit: Unit, collection_id: CollectionId, f: Format = None
 ) -> Response:
-    body = collection_json(request, _collection(collection_id), repo)
+    body = collection_json(request, _collection(collection_id), unit)
     if wants_html(request, f):
         text = html.paragraph(body["description"]) + html.table(["extent"], [[body["extent"]]])
         return html.page(body["title"], text, body["links"])
@@ -397,7 +397,7 @@ def _page_links(
 )
 def items(
     request: Request,
-    repo: Repo,
+    unit: Unit,
     collection_id: CollectionId,
     bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat (CRS84).")] = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description="Only CRS84.")] = None,
@@ -434,18 +434,18 @@ def items(
     if not coll.temporal:
         window = None  # checked, but every feature of a timeless collection matches
     query = ItemQuery(
-        flt=piece_filter(repo, party, status, source, account),
-        regions=region_codes(repo, region),
+        flt=piece_filter(unit, party, status, source, account),
+        regions=region_codes(unit, region),
         window=window,
         envelope=area.envelope if area else None,
         known_at=known_moment(known_at),
     )
-    candidates = coll.candidates(repo, query)
+    candidates = coll.candidates(unit, query)
     matched: list[Item] = []
     spatial = area is not None or (cql is not None and cql.spatial)
     for chunk in chunks(candidates):
         if spatial:
-            coll.load_geometries(repo, chunk)
+            coll.load_geometries(unit, chunk)
         for item in chunk:
             if area is not None and (
                 item.geometry is None or not item.geometry.intersects(area.shape)
@@ -457,7 +457,7 @@ def items(
                 item.geometry, item.has_geometry = None, False  # not on this page: let go
             matched.append(item)
     page = matched[offset : offset + size]
-    coll.load_geometries(repo, page)
+    coll.load_geometries(unit, page)
     features = [_feature(item) for item in page]
     links = _page_links(request, coll, len(matched), offset, size)
     if as_html:
@@ -484,15 +484,15 @@ def items(
 )
 def item(
     request: Request,
-    repo: Repo,
+    unit: Unit,
     collection_id: CollectionId,
     feature_id: Annotated[str, Path(alias="featureId", description="Feature id.")],
     known_at: KnownAt = None,
     f: Format = None,
 ) -> Response:
     coll = _collection(collection_id)
-    found = coll.item(repo, feature_id, ItemQuery(known_at=known_moment(known_at)))
-    coll.load_geometries(repo, [found])
+    found = coll.item(unit, feature_id, ItemQuery(known_at=known_moment(known_at)))
+    coll.load_geometries(unit, [found])
     feature = _feature(found)
     base = f"{base_url(request)}/collections/{coll.id}"
     links = [

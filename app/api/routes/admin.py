@@ -13,10 +13,10 @@ from starlette.concurrency import run_in_threadpool
 from app.api import serialize as out
 from app.api.auth import Admin, read_access
 from app.api.body import read_json
-from app.api.deps import Repo
+from app.api.deps import Db, Unit
 from app.api.responses import JSON, GeoJSON
 from app.domain.errors import Conflict, InvalidInput, NotFound
-from app.domain.model import Party, Source, SourceKind
+from app.domain.model import Party, Region, Source, SourceKind
 from app.domain.observations import feature_label, parse_geometry
 
 router = APIRouter(tags=["reference"])
@@ -42,42 +42,42 @@ class PartyIn(BaseModel):
 
 
 @router.get("/sources/{slug}", summary="One source", dependencies=[Depends(read_access)])
-def get_source(slug: Annotated[str, Path(description="Source slug.")], repo: Repo) -> JSON:
-    for source in repo.sources():
+def get_source(slug: Annotated[str, Path(description="Source slug.")], unit: Unit) -> JSON:
+    for source in unit.reference.sources():
         if source.slug == slug:
             return JSON(out.source_json(source))
     raise NotFound(f"There is no source {slug!r}; GET /sources lists them.")
 
 
 @router.get("/parties/{code}", summary="One party", dependencies=[Depends(read_access)])
-def get_party(code: Annotated[str, Path(description="Party code.")], repo: Repo) -> JSON:
-    for party in repo.parties():
+def get_party(code: Annotated[str, Path(description="Party code.")], unit: Unit) -> JSON:
+    for party in unit.reference.parties():
         if party.code == code.upper():
             return JSON({"code": party.code, "name": party.name, "color": party.color})
     raise NotFound(f"There is no party {code!r}; GET /parties lists them.")
 
 
 @router.post("/sources", status_code=201, summary="Add a source (admin)")
-def create_source(body: SourceIn, request: Request, repo: Repo, token: Admin) -> JSON:
-    if any(s.slug == body.slug for s in repo.sources()):
-        raise Conflict(f"A source {body.slug!r} exists already.")
+def create_source(body: SourceIn, request: Request, db: Db, token: Admin) -> JSON:
     account = body.account.upper() if body.account else None
-    known = [p.code for p in repo.parties()]
-    if account is not None and account not in known:
-        raise InvalidInput(
-            f"Unknown party {account!r} in 'account'. Known: {', '.join(known)}.", known=known
-        )
     source = Source(body.slug, body.name, body.kind, account, body.url, body.description)
-    repo.save_source(source)
+    with db.write(recorded_by=token.name) as unit:
+        known = [p.code for p in unit.reference.parties()]
+        if account is not None and account not in known:
+            raise InvalidInput(
+                f"Unknown party {account!r} in 'account'. Known: {', '.join(known)}.", known=known
+            )
+        if not unit.reference.add_source(source):
+            raise Conflict(f"A source {body.slug!r} exists already.")
     url = str(request.url_for("get_source", slug=body.slug))
     return JSON(out.source_json(source), status_code=201, headers={"Location": url})
 
 
 @router.post("/parties", status_code=201, summary="Add a party (admin)")
-def create_party(body: PartyIn, request: Request, repo: Repo, token: Admin) -> JSON:
-    if any(p.code == body.code for p in repo.parties()):
-        raise Conflict(f"A party {body.code!r} exists already.")
-    repo.save_party(Party(body.code, body.name, body.color))
+def create_party(body: PartyIn, request: Request, db: Db, token: Admin) -> JSON:
+    with db.write(recorded_by=token.name) as unit:
+        if not unit.reference.add_party(Party(body.code, body.name, body.color)):
+            raise Conflict(f"A party {body.code!r} exists already.")
     url = str(request.url_for("get_party", code=body.code))
     return JSON(body.model_dump(), status_code=201, headers={"Location": url})
 
@@ -95,7 +95,7 @@ def create_party(body: PartyIn, request: Request, repo: Repo, token: Admin) -> J
 async def put_region(
     slug: Annotated[str, Path(description="Region slug (lower-case, dashes).", examples=["kursk"])],
     request: Request,
-    repo: Repo,
+    db: Db,
     token: Admin,
     repair: Annotated[
         bool, Query(description="Repair an invalid boundary with make_valid.")
@@ -113,22 +113,22 @@ async def put_region(
         raise InvalidInput("A region needs a boundary with area.", pointer="/geometry")
     props = document.get("properties") or {}
 
-    def save() -> tuple[bool, bool]:
-        try:
-            current = repo.region(slug, with_boundary=False)
-        except NotFound:
-            current = None
-        fields = {
-            "name": props.get("name") or (current.name if current else None),
-            "country": props.get("country") or (current.country if current else None),
-            "country_code": props.get("country_code")
-            or (current.country_code if current else None),
-        }
-        missing = [k for k, v in fields.items() if not v]
-        if missing:
-            raise InvalidInput(f"A new region needs properties {', '.join(missing)}.")
-        with repo.writer(recorded_by=token.name) as w:
-            changed = w.save_region(
+    def save() -> tuple[bool, bool, Region]:
+        with db.write(recorded_by=token.name) as unit:
+            try:
+                current: Region | None = unit.regions.get(slug, with_boundary=False)
+            except NotFound:
+                current = None
+            fields = {
+                "name": props.get("name") or (current.name if current else None),
+                "country": props.get("country") or (current.country if current else None),
+                "country_code": props.get("country_code")
+                or (current.country_code if current else None),
+            }
+            missing = [k for k, v in fields.items() if not v]
+            if missing:
+                raise InvalidInput(f"A new region needs properties {', '.join(missing)}.")
+            changed = unit.regions.save(
                 slug,
                 str(fields["name"]),
                 str(fields["country"]),
@@ -136,10 +136,10 @@ async def put_region(
                 boundary,
                 note=props.get("note"),
             )
-        return current is None, changed
+            return current is None, changed, unit.regions.get(slug)
 
-    created, changed = await run_in_threadpool(save)
-    feature = out.region_feature(repo.region(slug))
+    created, changed, region = await run_in_threadpool(save)
+    feature = out.region_feature(region)
     feature["properties"].update(changed=changed, warnings=warnings)
     headers = {"Location": str(request.url_for("get_region", slug=slug))}
     return GeoJSON(feature, status_code=201 if created else 200, headers=headers)

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from shapely.geometry.base import BaseGeometry
 
-from app.api.deps import Repo
+from app.api.deps import Unit
 from app.api.params import (
     MOMENT_HELP,
     Accounts,
@@ -47,7 +47,9 @@ from app.domain.errors import InvalidParameter
 from app.domain.model import Basis, Citation, Piece, Status
 from app.domain.timeutil import isoformat
 from app.storage import exports
-from app.storage.repository import PieceFilter, Repository, chunks
+from app.storage.base import chunks
+from app.storage.pieces import PieceFilter
+from app.storage.unit import UnitOfWork
 
 router = APIRouter()
 
@@ -162,7 +164,7 @@ def _format(value: str | None, accept: str | None) -> str:
 
 
 def export_query(
-    repo: Repo,
+    unit: Unit,
     format: Annotated[
         str | None,
         Query(
@@ -200,7 +202,7 @@ def export_query(
         )
     start, end = ordered_range(from_, to, required=False, whole_days=True)
     known = known_moment(known_at)
-    flt = piece_filter(repo, party, status, source, account)
+    flt = piece_filter(unit, party, status, source, account)
     return ExportQuery(chosen, geometry != "none", flt, start, end, known, (from_, to, known_at))
 
 
@@ -225,12 +227,12 @@ Export = Annotated[ExportQuery, Depends(export_query)]
     responses=EXPORT_CONTENT,
     response_class=Response,
 )
-def timeline(slug: Slug, q: Export, repo: Repo) -> Response:
-    region = repo.region(slug, with_boundary=False, known_at=q.known_at)
-    found = repo.history(region.slug, q.flt, q.start, q.end, q.known_at)
+def timeline(slug: Slug, q: Export, unit: Unit) -> Response:
+    region = unit.regions.get(slug, with_boundary=False, known_at=q.known_at)
+    found = unit.pieces.history(region.slug, q.flt, q.start, q.end, q.known_at)
     rows = [piece_values(p) for p in found]
     table = Table(PIECE_COLUMNS, rows, q.members(region=region.slug))
-    return respond(repo, q, table, q.filename(region.slug, "timeline"))
+    return respond(unit, q, table, q.filename(region.slug, "timeline"))
 
 
 @router.get(
@@ -250,7 +252,7 @@ def timeline(slug: Slug, q: Export, repo: Repo) -> Response:
 )
 def observations(
     q: Export,
-    repo: Repo,
+    unit: Unit,
     region: Annotated[
         list[str] | None,
         Query(description="Only these regions (repeatable): slugs from GET /regions."),
@@ -267,11 +269,10 @@ def observations(
         raise InvalidParameter(
             "revisions", f"'revisions' is current (the default) or all, not {revisions!r}."
         )
-    codes = region_codes(repo, region)
+    codes = region_codes(unit, region)
     regions = None if codes is None else sorted(set(codes))
     everything = revisions == "all"
-    found = exports.export_rows(
-        repo.engine,
+    found = unit.exports.rows(
         q.flt,
         regions=regions,
         start=q.start,
@@ -282,7 +283,7 @@ def observations(
     rows = [{**piece_values(r.piece), **r.revision.values()} for r in found]
     table = Table(OBSERVATION_COLUMNS, rows, q.members(revisions=revisions or "current"))
     subject = ["observations", "+".join(regions or []), "and-revisions" if everything else ""]
-    return respond(repo, q, table, q.filename(*subject))
+    return respond(unit, q, table, q.filename(*subject))
 
 
 # --- the formats -------------------------------------------------------------------------------
@@ -298,10 +299,10 @@ class Table:
 Batch = list[tuple[dict[str, Any], BaseGeometry | None]]
 
 
-def respond(repo: Repository, q: ExportQuery, table: Table, filename: str) -> Response:
+def respond(unit: UnitOfWork, q: ExportQuery, table: Table, filename: str) -> Response:
     media_type = FORMATS[q.format][0]
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    batches = _batches(repo, table.rows, q.with_geometry)
+    batches = _batches(unit, table.rows, q.with_geometry)
     if q.format == "parquet":
         body = _parquet(table.columns, batches, q.with_geometry)
         return Response(body, media_type=media_type, headers=headers)
@@ -310,11 +311,11 @@ def respond(repo: Repository, q: ExportQuery, table: Table, filename: str) -> Re
     return StreamingResponse(stream, media_type=media_type, headers=headers)
 
 
-def _batches(repo: Repository, rows: list[dict[str, Any]], with_geometry: bool) -> Iterator[Batch]:
+def _batches(unit: UnitOfWork, rows: list[dict[str, Any]], with_geometry: bool) -> Iterator[Batch]:
     """The rows with their clipped polygons, loaded :data:`BATCH` rows at a time."""
     for chunk in chunks(rows, BATCH):
         keys = [(row["observation_id"], row["region"]) for row in chunk]
-        shapes = repo.piece_geometries(keys) if with_geometry else {}
+        shapes = unit.pieces.geometries(keys) if with_geometry else {}
         yield [(row, shapes.get(key)) for row, key in zip(chunk, keys, strict=True)]
 
 

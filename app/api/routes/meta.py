@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from sqlalchemy import text
 
 from app import __version__
 from app.api import serialize as out
-from app.api.deps import Repo
+from app.api.deps import Unit
 from app.api.problems import PROBLEM_TYPES
 from app.api.responses import JSON
 from app.domain.errors import NotFound
@@ -18,15 +17,16 @@ router = APIRouter()
 
 
 @router.get("/healthz", tags=["service"], summary="Liveness and database check")
-def health(repo: Repo) -> JSON:
-    with repo.engine.connect() as c:
-        c.execute(text("SELECT 1"))
-    return JSON({"status": "ok", "database": repo.dialect, "version": __version__})
+def health(unit: Unit) -> JSON:
+    unit.ping()
+    return JSON({"status": "ok", "database": unit.dialect, "version": __version__})
 
 
 @router.get("/parties", tags=["reference"], summary="Parties: the sides whose ground is mapped")
-def parties(repo: Repo) -> JSON:
-    return JSON([{"code": p.code, "name": p.name, "color": p.color} for p in repo.parties()])
+def parties(unit: Unit) -> JSON:
+    return JSON(
+        [{"code": p.code, "name": p.name, "color": p.color} for p in unit.reference.parties()]
+    )
 
 
 @router.get(
@@ -34,8 +34,8 @@ def parties(repo: Repo) -> JSON:
     tags=["reference"],
     summary="Sources: who gives the figures and polygons, and which party each speaks for",
 )
-def sources(repo: Repo) -> JSON:
-    return JSON([out.source_json(s) for s in repo.sources()])
+def sources(unit: Unit) -> JSON:
+    return JSON([out.source_json(s) for s in unit.reference.sources()])
 
 
 @router.get("/problems/{slug}", tags=["service"], summary="What a problem type means")

@@ -14,15 +14,14 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import Writer, read_access
 from app.api.body import read_json
-from app.api.deps import Repo
+from app.api.deps import Db, Unit
 from app.api.params import KnownAt, known_moment
 from app.api.responses import JSON, GeoJSON
 from app.domain import geometry as geo
 from app.domain.errors import InvalidInput, InvalidParameter
 from app.domain.observations import parse_document
 from app.domain.timeutil import isoformat
-from app.storage import records
-from app.storage.repository import Repository
+from app.storage.database import Database
 from app.storage.tokens import TokenInfo
 
 router = APIRouter(prefix="/observations", tags=["observations"])
@@ -94,24 +93,32 @@ def _written(results: list[Any], request: Request, warnings: list[list[str]]) ->
 
 
 def _write(
-    repo: Repository,
+    db: Database,
     token: TokenInfo,
     document: Any,
     repair: bool,
     key: str | None,
     request_hash: str,
     request: Request,
-) -> tuple[int, dict[str, Any]]:
+) -> tuple[int, dict[str, Any], bool]:
+    """Parse, then write in one unit: (status, body, whether it is an earlier answer replayed).
+
+    An Idempotency-Key is claimed inside the same transaction as the write, so of any number of
+    requests with one key (at once or one after another) exactly one writes."""
     parsed, labels = parse_document(document, repair)
-    with repo.writer(recorded_by=token.name) as w:
-        results = w.add_observations(
+    with db.write(recorded_by=token.name) as unit:
+        if key is not None:
+            earlier = unit.idempotency.claim(token.name, key, request_hash)
+            if earlier is not None:
+                return earlier.status, earlier.body, True
+        results = unit.observations.add(
             [p.observation for p in parsed], idempotency_key=key, names=labels
         )
         body = _written(results, request, [list(p.warnings) for p in parsed])
         status = 201 if any(r.created for r in results) else 200
         if key is not None:
-            records.remember(w.c, token.name, key, request_hash, status, body)
-    return status, body
+            unit.idempotency.answer(token.name, key, status, body)
+    return status, body, False
 
 
 @router.post(
@@ -126,27 +133,19 @@ def _write(
 )
 async def create_observations(
     request: Request,
-    repo: Repo,
+    db: Db,
     token: Writer,
     repair: Repair = False,
     idempotency_key: IdempotencyKey = None,
 ) -> JSON:
-    seen = None
-    if idempotency_key is not None:
-        seen = await run_in_threadpool(records.remembered, repo.engine, token.name, idempotency_key)
     document, request_hash = await read_json(request)
-    if seen is not None:
-        first_hash, status, body = seen
-        if first_hash != request_hash:
-            raise InvalidInput(
-                f"Idempotency-Key {idempotency_key!r} was used before for a different request; "
-                "use a new key for new content.",
-            )
-        return JSON(body, status_code=status, headers={"Idempotent-Replayed": "true"})
-    status, body = await run_in_threadpool(
-        _write, repo, token, document, repair, idempotency_key, request_hash, request
+    status, body, replayed = await run_in_threadpool(
+        _write, db, token, document, repair, idempotency_key, request_hash, request
     )
-    return JSON(body, status_code=status, headers={"Location": body["observations"][0]["url"]})
+    headers = {"Location": body["observations"][0]["url"]}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSON(body, status_code=status, headers=headers)
 
 
 @router.post(
@@ -161,7 +160,7 @@ async def create_observations(
 async def correct_observation(
     observation_id: ObservationId,
     request: Request,
-    repo: Repo,
+    db: Db,
     token: Writer,
     repair: Repair = False,
 ) -> JSON:
@@ -171,8 +170,8 @@ async def correct_observation(
         if isinstance(document, dict) and document.get("type") == "FeatureCollection":
             raise InvalidInput("A correction is one Feature, not a FeatureCollection.")
         [parsed], _labels = parse_document(document, repair)
-        with repo.writer(recorded_by=token.name) as w:
-            result = w.correct(observation_id, parsed.observation)
+        with db.write(recorded_by=token.name) as unit:
+            result = unit.revisions.correct(observation_id, parsed.observation)
         body = _written([result], request, [list(parsed.warnings)])
         body["supersedes"] = observation_id
         return body
@@ -190,7 +189,7 @@ async def correct_observation(
 )
 def retract_observation(
     observation_id: ObservationId,
-    repo: Repo,
+    db: Db,
     token: Writer,
     reason: Annotated[
         str | None, Query(description="Why the record is retracted (required).", max_length=2000)
@@ -202,15 +201,14 @@ def retract_observation(
         raise InvalidParameter(
             "reason", 'A retraction needs a reason: ?reason=... or a JSON body {"reason": "..."}.'
         )
-    with repo.writer(recorded_by=token.name) as w:
-        w.retract(observation_id, why.strip())
-    record = records.record(repo.engine, observation_id)
+    with db.write(recorded_by=token.name) as unit:
+        row = unit.revisions.retract(observation_id, why.strip())
     return JSON(
         {
             "id": observation_id,
-            "retracted_at": isoformat(record.row["retracted_at"]),
-            "retraction_reason": record.row["retraction_reason"],
-            "retracted_by": record.row["retracted_by"],
+            "retracted_at": isoformat(row["retracted_at"]),
+            "retraction_reason": row["retraction_reason"],
+            "retracted_by": row["retracted_by"],
         }
     )
 
@@ -222,10 +220,10 @@ def retract_observation(
     dependencies=[Depends(read_access)],
 )
 def get_observation(
-    observation_id: ObservationId, request: Request, repo: Repo, known_at: KnownAt = None
+    observation_id: ObservationId, request: Request, unit: Unit, known_at: KnownAt = None
 ) -> GeoJSON:
     known = known_moment(known_at)
-    rec = records.record(repo.engine, observation_id, known)
+    rec = unit.revisions.record(observation_id, known)
     row = rec.row
     properties = {
         key: (isoformat(value) if hasattr(value, "isoformat") else value)
@@ -258,8 +256,8 @@ def get_observation(
     summary="The revision chain: recorded, corrected, retracted — who and when",
     dependencies=[Depends(read_access)],
 )
-def observation_history(observation_id: ObservationId, repo: Repo) -> JSON:
-    events = records.history(repo.engine, observation_id)
+def observation_history(observation_id: ObservationId, unit: Unit) -> JSON:
+    events = unit.revisions.history(observation_id)
     chain = [e["observation_id"] for e in events if e["event"] != "retracted"]
     retracted = {e["observation_id"] for e in events if e["event"] == "retracted"}
     head = chain[-1]

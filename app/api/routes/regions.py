@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import Response
 
 from app.api import serialize as out
-from app.api.deps import Repo
+from app.api.deps import Unit
 from app.api.params import (
     MOMENT_HELP,
     Accounts,
@@ -34,7 +34,7 @@ from app.domain import asof
 from app.domain import geometry as geo
 from app.domain.model import Status
 from app.domain.timeutil import isoformat
-from app.storage.repository import PieceFilter
+from app.storage.pieces import PieceFilter
 
 router = APIRouter(prefix="/regions", tags=["regions"])
 
@@ -53,14 +53,14 @@ GEOJSON_CONTENT: dict[int | str, dict[str, Any]] = {
     summary="All regions, with their boundaries",
 )
 def list_regions(
-    repo: Repo,
+    unit: Unit,
     geometry: Annotated[
         bool, Query(description="Include boundaries (false: properties and bbox only).")
     ] = True,
     known_at: KnownAt = None,
 ) -> GeoJSON:
     known = known_moment(known_at)
-    regions = repo.regions(with_boundary=True, known_at=known)
+    regions = unit.regions.all(with_boundary=True, known_at=known)
     features = [out.region_feature(r, geometry) for r in regions]
     return GeoJSON(out.feature_collection(features, known_at=isoformat(known)))
 
@@ -68,8 +68,8 @@ def list_regions(
 @router.get(
     "/{slug}", response_class=GeoJSON, responses=GEOJSON_CONTENT, summary="One region as a Feature"
 )
-def get_region(slug: Slug, repo: Repo, known_at: KnownAt = None) -> GeoJSON:
-    return GeoJSON(out.region_feature(repo.region(slug, known_at=known_moment(known_at))))
+def get_region(slug: Slug, unit: Unit, known_at: KnownAt = None) -> GeoJSON:
+    return GeoJSON(out.region_feature(unit.regions.get(slug, known_at=known_moment(known_at))))
 
 
 @router.get(
@@ -87,7 +87,7 @@ def get_region(slug: Slug, repo: Repo, known_at: KnownAt = None) -> GeoJSON:
 )
 def control(
     slug: Slug,
-    repo: Repo,
+    unit: Unit,
     at: At = None,
     party: Parties = None,
     status: Statuses = None,
@@ -96,10 +96,10 @@ def control(
     known_at: KnownAt = None,
 ) -> GeoJSON:
     known = known_moment(known_at)
-    region = repo.region(slug, with_boundary=False, known_at=known)
+    region = unit.regions.get(slug, with_boundary=False, known_at=known)
     moment_ = moment(at, "at", default_now())
-    flt = piece_filter(repo, party, status, source, account)
-    pieces = repo.in_force(region.slug, moment_, flt, known_at=known)
+    flt = piece_filter(unit, party, status, source, account)
+    pieces = unit.pieces.in_force(region.slug, moment_, flt, known_at=known)
     features = [out.piece_feature(p) for p in asof.chronological(pieces)]
     members = {"region": region.slug, "at": isoformat(moment_), "known_at": isoformat(known)}
     return GeoJSON(out.feature_collection(features, **members))
@@ -136,7 +136,7 @@ class SeriesQuery:
 
 def series_query(
     slug: Slug,
-    repo: Repo,
+    unit: Unit,
     party: PartyOne,
     status: StatusesDefaultControlled = None,
     source: Sources = None,
@@ -144,8 +144,8 @@ def series_query(
     known_at: KnownAt = None,
 ) -> SeriesQuery:
     known = known_moment(known_at)
-    region = repo.region(slug, with_boundary=False, known_at=known)
-    flt = piece_filter(repo, [party], status, source, account, default_status=Status.CONTROLLED)
+    region = unit.regions.get(slug, with_boundary=False, known_at=known)
+    flt = piece_filter(unit, [party], status, source, account, default_status=Status.CONTROLLED)
     party_code = flt.parties[0] if flt.parties else None
     return SeriesQuery(region.slug, party_code, flt, account is not None, known)
 
@@ -181,7 +181,7 @@ TwoMoments = Annotated[tuple[dt.datetime, dt.datetime], Depends(two_moments)]
 )
 def area(
     q: Series,
-    repo: Repo,
+    unit: Unit,
     from_: From = None,
     to: To = None,
     kind: Annotated[
@@ -195,7 +195,7 @@ def area(
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     start, end = ordered_range(from_, to, required=False, whole_days=True)
-    series = asof.series(repo.history(q.region, q.flt, start, end, q.known_at), q.by_account)
+    series = asof.series(unit.pieces.history(q.region, q.flt, start, end, q.known_at), q.by_account)
     if kind is not None:
         series = {k: [p for p in pts if p.kind.value == kind] for k, pts in series.items()}
         series = {k: pts for k, pts in series.items() if pts}
@@ -226,10 +226,10 @@ def area(
         "claim in force among the sources that speak for it."
     ),
 )
-def change(q: Series, moments: TwoMoments, repo: Repo) -> JSON:
+def change(q: Series, moments: TwoMoments, unit: Unit) -> JSON:
     start, end = moments
-    before = repo.in_force(q.region, start, q.flt, with_geometry=False, known_at=q.known_at)
-    after = repo.in_force(q.region, end, q.flt, with_geometry=False, known_at=q.known_at)
+    before = unit.pieces.in_force(q.region, start, q.flt, with_geometry=False, known_at=q.known_at)
+    after = unit.pieces.in_force(q.region, end, q.flt, with_geometry=False, known_at=q.known_at)
     changes = asof.changes(before, after, q.by_account)
     return JSON(
         q.head(
@@ -251,10 +251,10 @@ def change(q: Series, moments: TwoMoments, repo: Repo) -> JSON:
         "compared on the map and are listed in `skipped`."
     ),
 )
-def change_geometry(q: Series, moments: TwoMoments, repo: Repo) -> GeoJSON:
+def change_geometry(q: Series, moments: TwoMoments, unit: Unit) -> GeoJSON:
     start, end = moments
-    before = repo.in_force(q.region, start, q.flt, known_at=q.known_at)
-    after = repo.in_force(q.region, end, q.flt, known_at=q.known_at)
+    before = unit.pieces.in_force(q.region, start, q.flt, known_at=q.known_at)
+    after = unit.pieces.in_force(q.region, end, q.flt, known_at=q.known_at)
     features: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     for item in asof.changes(before, after, q.by_account):
@@ -298,10 +298,12 @@ def change_geometry(q: Series, moments: TwoMoments, repo: Repo) -> GeoJSON:
         "illustrations. `age_days` shows how old each source's latest word is."
     ),
 )
-def claims(q: Series, repo: Repo, at: At = None) -> JSON:
+def claims(q: Series, unit: Unit, at: At = None) -> JSON:
     moment_ = moment(at, "at", default_now())
-    pieces = repo.in_force(q.region, moment_, q.flt, with_geometry=False, known_at=q.known_at)
-    names = {s.slug: s.name for s in repo.sources()}
+    pieces = unit.pieces.in_force(
+        q.region, moment_, q.flt, with_geometry=False, known_at=q.known_at
+    )
+    names = {s.slug: s.name for s in unit.reference.sources()}
     ordered = sorted(
         pieces, key=lambda p: (p.best_area_km2 is None, -(p.best_area_km2 or 0.0), p.source)
     )

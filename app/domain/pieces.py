@@ -1,0 +1,60 @@
+"""Cutting an observation into its per-region pieces: clip, measure, keep the reported figure.
+
+Pure domain work (shapely and the geodesic area of :mod:`app.domain.geometry`); storage only
+stores what :func:`cut` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shapely.geometry import MultiPolygon
+
+from app.domain import geometry as geo
+from app.domain.errors import InvalidInput
+from app.domain.model import NewObservation
+
+
+@dataclass(frozen=True)
+class Cut:
+    """What one observation says about one region."""
+
+    region: str
+    geometry: MultiPolygon | None  # the polygon clipped to the region
+    area_km2: float | None  # its geodesic area; 0 for an empty drawing, None without a polygon
+    reported_area_km2: float | None  # the source's own figure, when it is for this region
+
+
+def cut(obs: NewObservation, boundaries: dict[str, MultiPolygon], where: str) -> list[Cut]:
+    """The pieces of ``obs`` in the regions of ``boundaries``, by region slug.
+
+    A polygon gives a piece in every region it covers. An *empty* polygon with a
+    ``reported_region`` says "the source draws none of this party's ground there": a piece with
+    a measured area of 0 (how an import records ground a source no longer shows). A polygon that
+    touches no region, and has no reported region, is refused, naming ``where``.
+    """
+    clipped: dict[str, MultiPolygon] = {}
+    drawn_empty = obs.geometry is not None and obs.geometry.is_empty
+    if obs.geometry is not None and not drawn_empty:
+        for slug, boundary in boundaries.items():
+            part = geo.clip(obs.geometry, boundary)
+            if part is not None:
+                clipped[slug] = part
+        if not clipped and obs.reported_region is None:
+            bounds = tuple(round(b, 4) for b in obs.geometry.bounds)
+            raise InvalidInput(
+                f"{where}: the geometry (bounds {bounds}) touches no known region. "
+                "GET /regions lists them; GeoJSON coordinates are [longitude, latitude]."
+            )
+    slugs = sorted(set(clipped) | ({obs.reported_region} if obs.reported_region else set()))
+    cuts = []
+    for slug in slugs:
+        if slug not in boundaries:
+            continue
+        part = clipped.get(slug)
+        measured = (
+            geo.geodesic_area_km2(part) if part is not None else (0.0 if drawn_empty else None)
+        )
+        reported = obs.reported_area_km2 if slug == obs.reported_region else None
+        cuts.append(Cut(slug, part, measured, reported))
+    return cuts

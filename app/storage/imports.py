@@ -1,0 +1,126 @@
+"""The import ledger (which files a source has imported), confirmations of an unchanged map,
+and what a source has in force: what ``frontline import`` needs to know and to record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from app.domain.timeutil import now
+from app.storage.base import Part
+from app.storage.dialect import insert_unless_duplicate
+from app.storage.tables import confirmations, import_files, observations, pieces
+
+
+@dataclass(frozen=True)
+class LineHead:
+    """The latest observation of a (source, party, status, basis) line before a moment."""
+
+    observation_id: int
+    valid_from: dt.datetime
+    geometry_hash: str | None
+
+
+class Imports(Part):
+    def begin_file(self, source: str, name: str, sha256: str, moment: Any) -> int | None:
+        """Register a file for import; None when this source already imported the same bytes
+        (or a concurrent import is registering them now)."""
+        seen = self.c.execute(
+            select(import_files.c.id).where(
+                import_files.c.source == source, import_files.c.sha256 == sha256
+            )
+        ).first()
+        if seen is not None:
+            return None
+        insert = (
+            import_files.insert()
+            .values(
+                source=source,
+                name=name,
+                sha256=sha256,
+                moment=moment,
+                imported_at=now(),
+                recorded_by=self.recorded_by,
+            )
+            .returning(import_files.c.id)
+        )
+        done = insert_unless_duplicate(self.c, insert)
+        return None if done is None else int(done[0][0])
+
+    def finish_file(self, import_file_id: int, summary: dict[str, Any], moment: Any = None) -> None:
+        """Store what the import did with the file (and its moment, once read from it)."""
+        values: dict[str, Any] = {"summary": json.dumps(summary, sort_keys=True)}
+        if moment is not None:
+            values["moment"] = moment
+        self.c.execute(
+            import_files.update().where(import_files.c.id == import_file_id).values(**values)
+        )
+
+    def confirm(self, observation_id: int, confirmed_at: Any, import_file_id: int | None) -> bool:
+        """Record that the same observation was given again at ``confirmed_at``."""
+        insert = confirmations.insert().values(
+            observation_id=observation_id,
+            confirmed_at=confirmed_at,
+            recorded_at=now(),
+            recorded_by=self.recorded_by,
+            import_file_id=import_file_id,
+        )
+        return insert_unless_duplicate(self.c, insert) is not None
+
+    def line_head(
+        self, source: str, party: str | None, status: str, basis: str, before: Any
+    ) -> LineHead | None:
+        """The current observation of a line of testimony with ``valid_from <= before`` that
+        draws some ground (records of ground ended, with an empty drawing, are not heads)."""
+        newer = observations.alias("newer")
+        query = (
+            select(observations.c.id, observations.c.valid_from, observations.c.geometry_hash)
+            .where(
+                observations.c.source == source,
+                observations.c.party.is_(None) if party is None else observations.c.party == party,
+                observations.c.status == status,
+                observations.c.basis == basis,
+                observations.c.valid_from <= before,
+                observations.c.min_lon.is_not(None),  # no bbox: no geometry or an empty one
+                observations.c.retracted_at.is_(None),
+                ~select(newer.c.id).where(newer.c.supersedes == observations.c.id).exists(),
+            )
+            .order_by(observations.c.valid_from.desc(), observations.c.id.desc())
+            .limit(1)
+        )
+        row = self.c.execute(query).first()
+        return None if row is None else LineHead(row.id, row.valid_from, row.geometry_hash)
+
+    def regions_of(self, observation_id: int) -> list[str]:
+        """The regions in which an observation has a piece with ground in it."""
+        return list(
+            self.c.execute(
+                select(pieces.c.region).where(
+                    pieces.c.observation_id == observation_id, pieces.c.area_km2 > 0
+                )
+            ).scalars()
+        )
+
+    def ground_in_force(
+        self, source: str, basis: str, at: Any
+    ) -> dict[tuple[str | None, str], dict[str, int]]:
+        """Per (party, status) of a source, the regions where the piece in force at ``at``
+        has ground, with its observation."""
+        rows = self.c.execute(
+            select(pieces.c.party, pieces.c.status, pieces.c.region, pieces.c.observation_id).where(
+                pieces.c.source == source,
+                pieces.c.basis == basis,
+                pieces.c.active.is_(True),
+                pieces.c.valid_from <= at,
+                or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > at),
+                pieces.c.area_km2 > 0,
+            )
+        ).all()
+        found: dict[tuple[str | None, str], dict[str, int]] = {}
+        for party, status, region, observation_id in rows:
+            found.setdefault((party, status), {})[region] = observation_id
+        return found

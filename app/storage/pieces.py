@@ -1,0 +1,258 @@
+"""Reading the derived pieces: in force at a moment, a region's history, every region's pieces.
+
+Geometry work (clipping, areas, validity intervals) was done by :mod:`app.domain` when the data
+was written; with ``known_at`` the intervals are recomputed by :mod:`app.domain.asof` from the
+record as it stood then.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from shapely.geometry import MultiPolygon
+from sqlalchemy import func, or_, select
+from sqlalchemy.sql import ColumnElement, Select
+
+from app.domain import asof
+from app.domain.model import Piece
+from app.storage.base import Part, chunks
+from app.storage.dialect import as_datetime
+from app.storage.observations import CITATION_COLUMNS, value_of
+from app.storage.tables import observations, pieces, regions, sources
+
+NONE = "none"  # in filters: "no party" / "no account"
+
+
+@dataclass(frozen=True)
+class PieceFilter:
+    """Which pieces to read. ``None`` means any; a ``None`` inside a list means 'no party'."""
+
+    parties: Sequence[str | None] | None = None
+    statuses: Sequence[str] | None = None
+    sources: Sequence[str] | None = None
+    accounts: Sequence[str | None] | None = None
+
+
+def _column(name: str) -> Any:
+    """The column a :class:`Piece` field is read from: the piece's own, else its observation's
+    (``account`` from its source)."""
+    if name == "account":
+        return sources.c.account
+    return pieces.c[name] if name in pieces.c else observations.c[name]
+
+
+# Every column :func:`piece_from_row` reads, derived from the fields of Piece and Citation.
+PIECE_COLUMNS = tuple(
+    [_column(f.name) for f in fields(Piece) if f.name not in ("citation", "geometry")]
+    + [observations.c[name] for name in CITATION_COLUMNS]
+)
+
+
+def in_window(
+    query: Select[Any], start: dt.datetime | None, end: dt.datetime | None
+) -> Select[Any]:
+    """Pieces whose validity interval meets ``[start, end]``: :func:`app.domain.asof.overlaps`
+    in SQL, on the stored intervals."""
+    if end is not None:
+        query = query.where(pieces.c.valid_from <= end)
+    if start is not None:
+        query = query.where(or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > start))
+    return query
+
+
+def column_in(column: Any, values: Sequence[str | None]) -> ColumnElement[bool]:
+    """``column IN values``, where a ``None`` among the values matches NULL."""
+    concrete = [v for v in values if v is not None]
+    clauses: list[ColumnElement[bool]] = []
+    if concrete:
+        clauses.append(column.in_(concrete))
+    if len(concrete) < len(values):
+        clauses.append(column.is_(None))
+    return or_(*clauses)
+
+
+class Pieces(Part):
+    def _piece_query(
+        self,
+        region: str | None,
+        flt: PieceFilter,
+        with_geometry: bool,
+        known_at: dt.datetime | None = None,
+    ) -> Select[Any]:
+        """Pieces of a region (``None``: of every region) with their observation's fields;
+        current ones, or (``known_at``) those the service knew then, superseded and retracted
+        ones as they stood."""
+        cols: list[Any] = list(PIECE_COLUMNS)
+        if with_geometry:
+            cols.append(pieces.c.geometry)
+        query = (
+            select(*cols)
+            .select_from(pieces)
+            .join(observations, observations.c.id == pieces.c.observation_id)
+            .join(sources, sources.c.slug == pieces.c.source)
+        )
+        if region is not None:
+            query = query.where(pieces.c.region == region)
+        if known_at is None:
+            query = query.where(pieces.c.active.is_(True))
+        else:
+            query = query.where(*known_then(known_at))
+        if flt.parties is not None:
+            query = query.where(column_in(pieces.c.party, flt.parties))
+        if flt.statuses is not None:
+            query = query.where(pieces.c.status.in_(list(flt.statuses)))
+        if flt.sources is not None:
+            query = query.where(pieces.c.source.in_(list(flt.sources)))
+        if flt.accounts is not None:
+            query = query.where(column_in(sources.c.account, flt.accounts))
+        return query.order_by(pieces.c.valid_from, pieces.c.observation_id)
+
+    def in_force(
+        self,
+        region: str,
+        at: dt.datetime,
+        flt: PieceFilter,
+        with_geometry: bool = True,
+        known_at: dt.datetime | None = None,
+    ) -> list[Piece]:
+        """The pieces in force at ``at``: at most one per (party, status, source, basis).
+
+        With ``known_at``, as the service would have answered at that moment: only what was
+        recorded by then, before later corrections and retractions. Validity intervals are then
+        recomputed from that record (the stored ``valid_until`` reflects the present).
+        """
+        if known_at is None:
+            query = in_window(self._piece_query(region, flt, with_geometry), at, at)
+            return [piece_from_row(row) for row in self.c.execute(query).mappings()]
+        chosen = [
+            p
+            for p in self.history(region, flt, known_at=known_at)
+            if asof.overlaps(p.valid_from, p.valid_until, at, at)
+        ]
+        if not with_geometry or not chosen:
+            return chosen
+        shapes = self.geometries([(p.observation_id, region) for p in chosen])
+        return [replace(p, geometry=shapes.get((p.observation_id, region))) for p in chosen]
+
+    def history(
+        self,
+        region: str,
+        flt: PieceFilter,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        known_at: dt.datetime | None = None,
+    ) -> list[Piece]:
+        """Every piece of a region in time order (no geometry), optionally within [start, end].
+
+        With ``known_at``: the record as it stood then, with validity intervals recomputed.
+        """
+        query = self._piece_query(region, flt, with_geometry=False, known_at=known_at)
+        found = [piece_from_row(row) for row in self.c.execute(query).mappings()]
+        if known_at is not None:
+            found = asof.with_intervals(found)
+        return [
+            p
+            for p in found
+            if (start is None or p.valid_from >= start) and (end is None or p.valid_from <= end)
+        ]
+
+    def everywhere(
+        self,
+        flt: PieceFilter,
+        known_at: dt.datetime | None = None,
+        bbox: tuple[float, float, float, float] | None = None,
+        window: tuple[dt.datetime | None, dt.datetime | None] | None = None,
+        regions: Sequence[str] | None = None,
+    ) -> list[Piece]:
+        """Pieces of every region (no geometry) in time order, each with its validity interval,
+        optionally only those meeting the time ``window`` and, as a first cut on stored bounding
+        boxes, ``bbox`` (callers test the polygons themselves).
+
+        With ``known_at``: the record as it stood then, intervals recomputed from whole lines of
+        testimony (so neither cut is made in SQL then).
+        """
+        query = self._piece_query(None, flt, with_geometry=False, known_at=known_at)
+        if regions is not None:  # lines of testimony are per region: safe to cut before
+            query = query.where(pieces.c.region.in_(list(regions)))
+        if bbox is not None and known_at is None:
+            min_lon, min_lat, max_lon, max_lat = bbox
+            query = query.where(
+                pieces.c.min_lon <= max_lon,
+                pieces.c.max_lon >= min_lon,
+                pieces.c.min_lat <= max_lat,
+                pieces.c.max_lat >= min_lat,
+            )
+        if window is not None and known_at is None:
+            query = in_window(query, *window)
+        found = [piece_from_row(row) for row in self.c.execute(query).mappings()]
+        if known_at is not None:
+            found = asof.with_intervals(found)
+            if window is not None:
+                found = [p for p in found if asof.overlaps(p.valid_from, p.valid_until, *window)]
+        return found
+
+    def geometries(
+        self, keys: Sequence[tuple[int, str]]
+    ) -> dict[tuple[int, str], MultiPolygon | None]:
+        """The clipped polygons of these (observation id, region) pieces."""
+        wanted = set(keys)
+        out: dict[tuple[int, str], MultiPolygon | None] = {}
+        ids = sorted({oid for oid, _ in wanted})
+        for chunk in chunks(ids):
+            rows = self.c.execute(
+                select(pieces.c.observation_id, pieces.c.region, pieces.c.geometry).where(
+                    pieces.c.observation_id.in_(chunk)
+                )
+            )
+            for oid, region, geometry in rows:
+                if (oid, region) in wanted:
+                    out[(oid, region)] = geometry
+        return out
+
+    def extent(
+        self, of: str
+    ) -> tuple[tuple[float | None, ...], dt.datetime | None, dt.datetime | None, bool]:
+        """The bounding box of the current ``regions``, ``control`` pieces or ``observations``,
+        and the time span of the current pieces (start, end, whether any interval is open)."""
+        table, where = {
+            "regions": (regions, []),
+            "control": (pieces, [pieces.c.active.is_(True)]),
+            "observations": (observations, [observations.c.retracted_at.is_(None)]),
+        }[of]
+        box = self.c.execute(
+            select(
+                func.min(table.c.min_lon),
+                func.min(table.c.min_lat),
+                func.max(table.c.max_lon),
+                func.max(table.c.max_lat),
+            ).where(*where)
+        ).one()
+        start, end, open_count = self.c.execute(
+            select(
+                func.min(pieces.c.valid_from),
+                func.max(pieces.c.valid_until),
+                func.count().filter(pieces.c.valid_until.is_(None)),
+            ).where(pieces.c.active.is_(True))
+        ).one()
+        return tuple(box), as_datetime(start), as_datetime(end), bool(open_count)
+
+
+def known_then(known_at: dt.datetime) -> list[ColumnElement[bool]]:
+    """Observations as the record stood at ``known_at``."""
+    newer = observations.alias("newer")
+    return [
+        observations.c.recorded_at <= known_at,
+        or_(observations.c.retracted_at.is_(None), observations.c.retracted_at > known_at),
+        ~select(newer.c.id)
+        .where(newer.c.supersedes == observations.c.id, newer.c.recorded_at <= known_at)
+        .exists(),
+    ]
+
+
+def piece_from_row(row: Any) -> Piece:
+    """A piece from a row of :data:`PIECE_COLUMNS` (and ``geometry``, when it was read)."""
+    values = {f.name: value_of(f.name, row) for f in fields(Piece) if f.name != "geometry"}
+    return Piece(**values, geometry=row.get("geometry"))

@@ -1,0 +1,125 @@
+"""The unit of work: the one door to storage.
+
+A :class:`UnitOfWork` is bound to one connection and one transaction: a request, a command or an
+imported file gets one from :class:`~app.storage.database.Database` (``db.read()`` or
+``db.write(recorded_by)``) and reaches every table through its narrow parts. A write unit either
+commits everything it was asked to do, with the derived pieces kept in step, or (on any
+exception) nothing. Nobody outside :mod:`app.storage` sees an engine or a connection.
+
+=================  ==========================================================================
+part               owns
+=================  ==========================================================================
+``reference``      parties and sources
+``regions``        regions, their boundaries and the boundaries' history
+``observations``   observation records: insert once (content hash), read as stored
+``revisions``      corrections and retractions (locked, once only), revision chains
+``pieces``         reading the derived per-region pieces: in force, history, everything
+``derived``        keeping pieces in step with observations: cut, deactivate, intervals
+``imports``        the import ledger, confirmations, what a source has in force
+``idempotency``    Idempotency-Key claims and the answers stored with them
+``tokens``         bearer tokens (hashes only)
+``exports``        research export rows with revision fields
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+
+from sqlalchemy import Connection, func, select, text
+
+from app.storage.derived import Derived
+from app.storage.exports import Exports
+from app.storage.idempotency import Idempotency
+from app.storage.imports import Imports
+from app.storage.observations import Observations
+from app.storage.pieces import Pieces
+from app.storage.reference import Reference
+from app.storage.regions import Regions
+from app.storage.revisions import Revisions
+from app.storage.tables import observations, parties, pieces, regions, sources
+from app.storage.tokens import Tokens
+
+
+class UnitOfWork:
+    def __init__(self, connection: Connection, recorded_by: str | None = None) -> None:
+        self.c = connection
+        self.recorded_by = recorded_by
+
+    @property
+    def dialect(self) -> str:
+        return self.c.dialect.name
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of the unit that is undone alone when it fails (and the unit goes on)."""
+        with self.c.begin_nested():
+            yield
+
+    # --- the parts ----------------------------------------------------------------------------
+
+    @cached_property
+    def reference(self) -> Reference:
+
+        return Reference(self)
+
+    @cached_property
+    def regions(self) -> Regions:
+
+        return Regions(self)
+
+    @cached_property
+    def observations(self) -> Observations:
+
+        return Observations(self)
+
+    @cached_property
+    def revisions(self) -> Revisions:
+
+        return Revisions(self)
+
+    @cached_property
+    def pieces(self) -> Pieces:
+
+        return Pieces(self)
+
+    @cached_property
+    def derived(self) -> Derived:
+
+        return Derived(self)
+
+    @cached_property
+    def imports(self) -> Imports:
+
+        return Imports(self)
+
+    @cached_property
+    def idempotency(self) -> Idempotency:
+
+        return Idempotency(self)
+
+    @cached_property
+    def tokens(self) -> Tokens:
+
+        return Tokens(self)
+
+    @cached_property
+    def exports(self) -> Exports:
+
+        return Exports(self)
+
+    # --- the database as a whole --------------------------------------------------------------
+
+    def ping(self) -> None:
+        self.c.execute(text("SELECT 1"))
+
+    def counts(self) -> dict[str, int]:
+        return {
+            t.name: int(self.c.execute(select(func.count()).select_from(t)).scalar_one())
+            for t in (parties, sources, regions, observations, pieces)
+        }
+
+    def is_empty(self) -> bool:
+        return self.c.execute(select(regions.c.slug).limit(1)).first() is None
