@@ -216,11 +216,12 @@ def wait_until_healthy(url: str, process: subprocess.Popen[Any], seconds: float 
 
 
 @contextmanager
-def serve(engine: Engine, backend: str, **settings: Any) -> Iterator[LiveServer]:
+def serve(engine: Engine, backend: str, workers: int = 1, **settings: Any) -> Iterator[LiveServer]:
     """Run ``uvicorn`` in its own process on the engine's database for the duration of the
     block. A process, not a thread: clients that run inside the test process (pyogrio's GDAL)
     may hold the GIL while they wait for the server. ``settings`` become environment variables
-    (``items_max_limit=3`` -> ``ITEMS_MAX_LIMIT=3``)."""
+    (``items_max_limit=3`` -> ``ITEMS_MAX_LIMIT=3``); ``workers`` > 1 runs that many server
+    processes on one port, as a deployment would."""
     port = free_port()
     env = {
         **os.environ,
@@ -231,6 +232,8 @@ def serve(engine: Engine, backend: str, **settings: Any) -> Iterator[LiveServer]
     }
     command = [sys.executable, "-m", "uvicorn", "app.api.app:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    if workers > 1:
+        command += ["--workers", str(workers)]
     process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
