@@ -16,9 +16,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, event, text
+from sqlalchemy import Connection, Engine, Row, event, func, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql import Executable, Select
+from sqlalchemy.sql import ColumnElement, Executable, Select
 
 WRITE = "frontline_write"  # execution option of a connection that begins a write transaction
 
@@ -77,3 +77,26 @@ def as_datetime(value: Any) -> dt.datetime | None:
         return value
     parsed = dt.datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def has_spatial_sql(c: Connection) -> bool:
+    """Whether the database tests geometries itself (PostGIS); SQLite stores WKB only."""
+    return c.dialect.name == "postgresql"
+
+
+def intersects_box(
+    c: Connection, column: Any, box: tuple[float, float, float, float]
+) -> list[ColumnElement[bool]]:
+    """The exact test that a geometry column meets a lon/lat box, where the database can make
+    it (PostGIS: ``&&`` on the GiST index, then ``ST_Intersects``); none on SQLite, where the
+    bounding-box columns are the cut and the caller tests the polygons."""
+    if not has_spatial_sql(c):
+        return []
+    envelope = func.ST_MakeEnvelope(*box, 4326)
+    return [column.op("&&")(envelope), func.ST_Intersects(column, envelope)]
+
+
+def in_byte_order(c: Connection, column: Any) -> Any:
+    """A text column to sort by code points, as Python and SQLite do (PostgreSQL otherwise
+    sorts by the database's locale)."""
+    return column.collate("C") if c.dialect.name == "postgresql" else column

@@ -18,6 +18,7 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from app.domain import asof
 from app.domain.model import Piece
+from app.storage import cql, dialect
 from app.storage.base import Part, chunks
 from app.storage.dialect import as_datetime
 from app.storage.observations import CITATION_COLUMNS, value_of
@@ -38,7 +39,7 @@ class PieceFilter:
 
 def _column(name: str) -> Any:
     """The column a :class:`Piece` field is read from: the piece's own, else its observation's
-    (``account`` from its source)."""
+    (``account`` from its source). KeyError for a name that is neither."""
     if name == "account":
         return sources.c.account
     return pieces.c[name] if name in pieces.c else observations.c[name]
@@ -51,6 +52,10 @@ PIECE_COLUMNS = tuple(
 )
 
 
+Envelope = tuple[float, float, float, float]
+Window = tuple[dt.datetime | None, dt.datetime | None]
+
+
 def in_window(
     query: Select[Any], start: dt.datetime | None, end: dt.datetime | None
 ) -> Select[Any]:
@@ -60,6 +65,29 @@ def in_window(
         query = query.where(pieces.c.valid_from <= end)
     if start is not None:
         query = query.where(or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > start))
+    return query
+
+
+def _narrowed(
+    query: Select[Any],
+    bbox: Envelope | None,
+    window: Window | None,
+    condition: ColumnElement[bool] | None,
+) -> Select[Any]:
+    """``query`` cut to the pieces whose stored bounding box meets ``bbox``, whose interval
+    meets ``window`` and which meet ``condition``."""
+    if bbox is not None:
+        min_lon, min_lat, max_lon, max_lat = bbox
+        query = query.where(
+            pieces.c.min_lon <= max_lon,
+            pieces.c.max_lon >= min_lon,
+            pieces.c.min_lat <= max_lat,
+            pieces.c.max_lat >= min_lat,
+        )
+    if window is not None:
+        query = in_window(query, *window)
+    if condition is not None:
+        query = query.where(condition)
     return query
 
 
@@ -108,7 +136,9 @@ class Pieces(Part):
             query = query.where(pieces.c.source.in_(list(flt.sources)))
         if flt.accounts is not None:
             query = query.where(column_in(sources.c.account, flt.accounts))
-        return query.order_by(pieces.c.valid_from, pieces.c.observation_id)
+        # Total, so that pages neither skip nor repeat; the order of :func:`paging_key`.
+        region_order = dialect.in_byte_order(self.c, pieces.c.region)
+        return query.order_by(pieces.c.valid_from, pieces.c.observation_id, region_order)
 
     def in_force(
         self,
@@ -163,36 +193,76 @@ class Pieces(Part):
         self,
         flt: PieceFilter,
         known_at: dt.datetime | None = None,
-        bbox: tuple[float, float, float, float] | None = None,
-        window: tuple[dt.datetime | None, dt.datetime | None] | None = None,
+        bbox: Envelope | None = None,
+        window: Window | None = None,
         regions: Sequence[str] | None = None,
+        condition: ColumnElement[bool] | None = None,
     ) -> list[Piece]:
-        """Pieces of every region (no geometry) in time order, each with its validity interval,
-        optionally only those meeting the time ``window`` and, as a first cut on stored bounding
-        boxes, ``bbox`` (callers test the polygons themselves).
+        """Pieces of every region (no geometry) in the paging order, each with its validity
+        interval, optionally only those meeting the time ``window``, the SQL ``condition`` (a
+        translated filter, see :meth:`translate`) and, as a first cut on stored bounding boxes,
+        ``bbox`` (callers test the polygons themselves).
 
         With ``known_at``: the record as it stood then, intervals recomputed from whole lines of
-        testimony (so neither cut is made in SQL then).
+        testimony (so only the region cut is made in SQL then).
         """
         query = self._piece_query(None, flt, with_geometry=False, known_at=known_at)
         if regions is not None:  # lines of testimony are per region: safe to cut before
             query = query.where(pieces.c.region.in_(list(regions)))
-        if bbox is not None and known_at is None:
-            min_lon, min_lat, max_lon, max_lat = bbox
-            query = query.where(
-                pieces.c.min_lon <= max_lon,
-                pieces.c.max_lon >= min_lon,
-                pieces.c.min_lat <= max_lat,
-                pieces.c.max_lat >= min_lat,
-            )
-        if window is not None and known_at is None:
-            query = in_window(query, *window)
+        if known_at is None:
+            query = _narrowed(query, bbox, window, condition)
         found = [piece_from_row(row) for row in self.c.execute(query).mappings()]
         if known_at is not None:
             found = asof.with_intervals(found)
             if window is not None:
                 found = [p for p in found if asof.overlaps(p.valid_from, p.valid_until, *window)]
         return found
+
+    def page(
+        self,
+        flt: PieceFilter,
+        *,
+        regions: Sequence[str] | None,
+        bbox: Envelope | None,
+        window: Window | None,
+        condition: ColumnElement[bool] | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Piece], int]:
+        """One page of the current pieces that meet everything asked, with their polygons,
+        and how many meet it: selected, counted, ordered and paged in the database. The
+        bounding box is exact only where :attr:`exact_bbox`."""
+        query = self._piece_query(None, flt, with_geometry=False)
+        if regions is not None:
+            query = query.where(pieces.c.region.in_(list(regions)))
+        query = _narrowed(query, bbox, window, condition)
+        if bbox is not None:
+            query = query.where(*dialect.intersects_box(self.c, pieces.c.geometry, bbox))
+        counted = select(func.count()).select_from(query.order_by(None).subquery())
+        matched = int(self.c.execute(counted).scalar_one())
+        paged = query.add_columns(pieces.c.geometry).limit(limit).offset(offset)
+        return [piece_from_row(row) for row in self.c.execute(paged).mappings()], matched
+
+    def piece(self, observation_id: int, region: str) -> Piece | None:
+        """One current piece (without its polygon), or None."""
+        found = [p for p in self.of_observation(observation_id) if p.region == region]
+        return found[0] if found else None
+
+    def of_observation(self, observation_id: int) -> list[Piece]:
+        """The current pieces of one observation (without polygons)."""
+        query = self._piece_query(None, PieceFilter(), with_geometry=False)
+        query = query.where(pieces.c.observation_id == observation_id)
+        return [piece_from_row(row) for row in self.c.execute(query).mappings()]
+
+    @property
+    def exact_bbox(self) -> bool:
+        """Whether :meth:`page` tests a bounding box against the polygons themselves."""
+        return dialect.has_spatial_sql(self.c)
+
+    def translate(self, tree: Any) -> tuple[ColumnElement[bool] | None, Any]:
+        """A parsed CQL2 filter over the pieces' properties as (SQL condition, residual for
+        Python): see :mod:`app.storage.cql`."""
+        return cql.split(tree, _column, self.unit.dialect)
 
     def geometries(
         self, keys: Sequence[tuple[int, str]]
@@ -238,6 +308,11 @@ class Pieces(Part):
             ).where(pieces.c.active.is_(True))
         ).one()
         return tuple(box), as_datetime(start), as_datetime(end), bool(open_count)
+
+
+def paging_key(piece: Piece) -> tuple[dt.datetime, int, str]:
+    """The order pieces are listed and paged in, in Python."""
+    return (piece.valid_from, piece.observation_id, piece.region)
 
 
 def known_then(known_at: dt.datetime) -> list[ColumnElement[bool]]:

@@ -21,11 +21,12 @@ from typing import Any, ClassVar
 
 from shapely.geometry.base import BaseGeometry
 
+from app.api.ogc.filters import BBox, Filter
 from app.api.serialize import km2, piece_id, piece_values
-from app.domain import asof
 from app.domain.errors import NotFound
 from app.domain.model import Basis, Piece, Qualifier, Status
-from app.storage.pieces import PieceFilter
+from app.storage.base import chunks
+from app.storage.pieces import PieceFilter, paging_key
 from app.storage.unit import UnitOfWork
 
 GEOMETRY_QUERYABLE = {
@@ -77,8 +78,25 @@ class ItemQuery:
     flt: PieceFilter = field(default_factory=PieceFilter)
     regions: Sequence[str] | None = None
     window: tuple[dt.datetime | None, dt.datetime | None] | None = None
-    envelope: tuple[float, float, float, float] | None = None
+    area: BBox | None = None
+    cql: Filter | None = None
     known_at: dt.datetime | None = None
+
+    @property
+    def envelope(self) -> tuple[float, float, float, float] | None:
+        return self.area.envelope if self.area is not None else None
+
+    def matches(self, item: Item) -> bool:
+        """The exact tests on an item whose geometry is loaded (if either needs it)."""
+        if self.area is not None and (
+            item.geometry is None or not item.geometry.intersects(self.area.shape)
+        ):
+            return False
+        return self.cql is None or self.cql.matches({**item.values, "geometry": item.geometry})
+
+    @property
+    def spatial(self) -> bool:
+        return self.area is not None or (self.cql is not None and self.cql.spatial)
 
 
 @dataclass
@@ -104,7 +122,30 @@ class Collection(ABC):
     temporal: bool = True
 
     @abstractmethod
-    def candidates(self, unit: UnitOfWork, query: ItemQuery) -> list[Item]: ...
+    def candidates(self, unit: UnitOfWork, query: ItemQuery) -> list[Item]:
+        """The items that may match, in paging order: cut in SQL as far as it goes."""
+
+    def page(
+        self, unit: UnitOfWork, query: ItemQuery, offset: int, limit: int
+    ) -> tuple[list[Item], int]:
+        """The items from ``offset`` on (at most ``limit``, with their geometry) and how many
+        match in all. Here: the candidates tested one by one in Python, a chunk at a time,
+        polygons kept for the page alone. Collections that can do it in SQL do so."""
+        matched = 0
+        page: list[Item] = []
+        for chunk in chunks(self.candidates(unit, query)):
+            if query.spatial:
+                self.load_geometries(unit, chunk)
+            for item in chunk:
+                if not query.matches(item):
+                    continue
+                if offset <= matched < offset + limit:
+                    page.append(item)
+                else:
+                    item.geometry, item.has_geometry = None, False  # not on this page: let go
+                matched += 1
+        self.load_geometries(unit, page)
+        return page, matched
 
     @abstractmethod
     def load_geometries(self, unit: UnitOfWork, items: Sequence[Item]) -> None: ...
@@ -214,14 +255,48 @@ class Control(Collection):
     parameters = ("region", "party", "status", "source", "account")
 
     def candidates(self, unit: UnitOfWork, query: ItemQuery) -> list[Item]:
+        condition = None
+        if query.cql is not None and query.known_at is None:
+            condition, _residual = unit.pieces.translate(query.cql.tree)
         found = unit.pieces.everywhere(
             query.flt,
             known_at=query.known_at,
             bbox=query.envelope,
             window=query.window,
             regions=query.regions,
+            condition=condition,
         )
-        return [self._item(p) for p in asof.chronological(found)]
+        return [self._item(p) for p in sorted(found, key=paging_key)]
+
+    def page(
+        self, unit: UnitOfWork, query: ItemQuery, offset: int, limit: int
+    ) -> tuple[list[Item], int]:
+        """In SQL (filtered, counted, ordered, paged) whenever the database can answer every
+        test exactly: the current record (not ``known_at``, whose intervals are recomputed),
+        a filter that translates whole, a bounding box it tests itself."""
+        condition, residual = (
+            unit.pieces.translate(query.cql.tree) if query.cql is not None else (None, None)
+        )
+        in_sql = (
+            query.known_at is None
+            and residual is None
+            and (query.area is None or (query.envelope is not None and unit.pieces.exact_bbox))
+        )
+        if not in_sql:
+            return super().page(unit, query, offset, limit)
+        found, matched = unit.pieces.page(
+            query.flt,
+            regions=query.regions,
+            bbox=query.envelope,
+            window=query.window,
+            condition=condition,
+            limit=limit,
+            offset=offset,
+        )
+        items = [self._item(p) for p in found]
+        for item, piece in zip(items, found, strict=True):
+            item.geometry, item.has_geometry = piece.geometry, True
+        return items, matched
 
     @staticmethod
     def _item(piece: Piece) -> Item:
@@ -238,8 +313,14 @@ class Control(Collection):
         number, _, region = feature_id.partition("-")
         if not number.isdigit() or not region:
             raise self.not_found(feature_id)
-        found = unit.pieces.everywhere(PieceFilter(), known_at=query.known_at, regions=[region])
-        for piece in found:
+        if query.known_at is None:
+            found = unit.pieces.piece(int(number), region)
+            if found is None:
+                raise self.not_found(feature_id)
+            return self._item(found)
+        for piece in unit.pieces.everywhere(
+            PieceFilter(), known_at=query.known_at, regions=[region]
+        ):
             if piece.observation_id == int(number):
                 return self._item(piece)
         raise self.not_found(feature_id)
@@ -295,11 +376,14 @@ class Observations(Collection):
     def item(self, unit: UnitOfWork, feature_id: str, query: ItemQuery) -> Item:
         if not feature_id.isdigit():
             raise self.not_found(feature_id)
-        found = [
-            p
-            for p in unit.pieces.everywhere(PieceFilter(), known_at=query.known_at)
-            if p.observation_id == int(feature_id)
-        ]
+        if query.known_at is None:
+            found = unit.pieces.of_observation(int(feature_id))
+        else:  # intervals as they stood then need the whole record of then
+            found = [
+                p
+                for p in unit.pieces.everywhere(PieceFilter(), known_at=query.known_at)
+                if p.observation_id == int(feature_id)
+            ]
         rows = unit.observations.records_of(found)
         if not rows:
             raise self.not_found(feature_id)

@@ -89,6 +89,7 @@ class Filter:
     predicate: Callable[[Mapping[str, Any]], bool]
     properties: frozenset[str]
     spatial: bool
+    tree: Any  # the checked pygeofilter AST, for storage to translate into SQL
 
     def matches(self, item: Mapping[str, Any]) -> bool:
         try:
@@ -207,6 +208,8 @@ class _Normaliser:
                     f"'filter' calls {node.name!r}; no functions are offered besides BBOX.",
                 )
             return ast.Function(node.name.lower(), [self(a) for a in node.arguments])
+        if isinstance(node, ast.Not):  # not a dataclass, unlike the other nodes
+            return ast.Not(self(node.sub_node, as_moment))
         if isinstance(node, list | tuple):
             return type(node)(self(item, as_moment) for item in node)
         if isinstance(node, values.Geometry | values.Envelope):
@@ -251,4 +254,4 @@ def parse_filter(
     spatial = any(
         queryables[name].get("format", "").startswith("geometry") for name in normalise.names
     )
-    return Filter(predicate, frozenset(normalise.names), spatial)
+    return Filter(predicate, frozenset(normalise.names), spatial, tree)

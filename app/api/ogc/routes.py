@@ -27,7 +27,6 @@ from app.domain import geometry as geo
 from app.domain.errors import InvalidParameter, NotFound
 from app.domain.timeutil import isoformat, now, parse_window
 from app.settings import Settings
-from app.storage.base import chunks
 
 router = APIRouter(tags=["OGC API - Features"])
 
@@ -437,38 +436,22 @@ def items(
         flt=piece_filter(unit, party, status, source, account),
         regions=region_codes(unit, region),
         window=window,
-        envelope=area.envelope if area else None,
+        area=area,
+        cql=cql,
         known_at=known_moment(known_at),
     )
-    candidates = coll.candidates(unit, query)
-    matched: list[Item] = []
-    spatial = area is not None or (cql is not None and cql.spatial)
-    for chunk in chunks(candidates):
-        if spatial:
-            coll.load_geometries(unit, chunk)
-        for item in chunk:
-            if area is not None and (
-                item.geometry is None or not item.geometry.intersects(area.shape)
-            ):
-                continue
-            if cql is not None and not cql.matches({**item.values, "geometry": item.geometry}):
-                continue
-            if not offset <= len(matched) < offset + size:
-                item.geometry, item.has_geometry = None, False  # not on this page: let go
-            matched.append(item)
-    page = matched[offset : offset + size]
-    coll.load_geometries(unit, page)
+    page, matched = coll.page(unit, query, offset, size)
     features = [_feature(item) for item in page]
-    links = _page_links(request, coll, len(matched), offset, size)
+    links = _page_links(request, coll, matched, offset, size)
     if as_html:
-        text = html.paragraph(f"{len(matched)} features match; {len(page)} shown from {offset}.")
+        text = html.paragraph(f"{matched} features match; {len(page)} shown from {offset}.")
         return html.page(f"{coll.title}: items", text + html.features_table(features), links)
     body: dict[str, Any] = {"type": "FeatureCollection"}
     if any(item.values.get("illustrative") for item in page):
         body.update(illustrative=True, notice=ILLUSTRATIVE_NOTICE)
     body.update(
         timeStamp=isoformat(now()),
-        numberMatched=len(matched),
+        numberMatched=matched,
         numberReturned=len(features),
         links=links,
         features=features,
