@@ -54,6 +54,23 @@ class Settings(BaseSettings):
         ge=1,
         description="Most features per page; a larger `limit` is clamped to it, not refused.",
     )
+    cache_max_age: int = Field(
+        default=30,
+        ge=0,
+        description="Seconds a read may be reused (Cache-Control max-age, and the in-process "
+        "cache) before it is checked again; answers pinned by a past known_at are immutable.",
+    )
+    cache_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Memory for encoded answers kept per worker process (0: none).",
+    )
+    cache_version_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How often a worker reads the data version from the database: a write made "
+        "through another process is seen by this one's cache within that time.",
+    )
     public_url: str | None = Field(
         default=None, description="External base URL, when the service runs behind a proxy."
     )

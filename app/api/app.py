@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from app import __version__
 from app.api import problems
 from app.api.auth import read_access
+from app.api.caching import HttpCache
 from app.api.middleware import HeadAsGet
 from app.api.ogc import routes as ogc
 from app.api.routes import admin, exports, meta, observations, regions
@@ -75,6 +76,7 @@ def create_app(
     app.state.settings = settings
     app.state.database = db
     app.add_middleware(GZipMiddleware, minimum_size=2048)
+    app.add_middleware(HttpCache, db=db, settings=settings)  # outside gzip: keeps it encoded
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Depends, Query, Request
 
 from app.domain.errors import InvalidParameter, UnknownCode
 from app.domain.model import Status
@@ -82,6 +82,18 @@ def moment(value: str | None, parameter: str, default: dt.datetime | None = None
             raise InvalidParameter(parameter, f"'{parameter}' is required. {MOMENT_HELP}")
         return default
     return parse_moment(value, parameter)
+
+
+def at_or_now(request: Request, at: At = None) -> dt.datetime:
+    """``at``, or now when it is left out. An answer about now changes as time passes, so the
+    request is marked for the HTTP cache (see :mod:`app.api.caching`)."""
+    if at is None:
+        request.state.about_now = True
+        return now()
+    return parse_moment(at, "at")
+
+
+AtOrNow = Annotated[dt.datetime, Depends(at_or_now)]
 
 
 def ordered_range(

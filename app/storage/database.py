@@ -7,7 +7,7 @@ differences live in :mod:`app.storage.dialect`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,11 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._on_commit: list[Callable[[], None]] = []
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every write unit of this process commits."""
+        self._on_commit.append(listener)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Database:
@@ -110,6 +115,8 @@ class Database:
                 unit = UnitOfWork(connection, recorded_by)
                 yield unit
                 unit.derived.flush()
+                if not dry_run:
+                    unit.bump_data_version()
             except BaseException:
                 transaction.rollback()
                 raise
@@ -117,6 +124,8 @@ class Database:
                 transaction.rollback()
             else:
                 transaction.commit()
+                for listener in self._on_commit:
+                    listener()
 
     def upgrade(self, revision: str = "head") -> None:
         upgrade(self._engine, revision)

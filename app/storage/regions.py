@@ -128,6 +128,7 @@ class Regions(Part):
             )
         )
         self._boundaries = None
+        self.unit.boundaries_changed = True
         if row is not None:
             self.unit.derived.rebuild(region=slug)
         return True

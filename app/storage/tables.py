@@ -9,6 +9,7 @@ polygon, its geodesic area and its validity interval; ``frontline rebuild`` reco
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -200,6 +201,16 @@ region_boundaries = Table(
     Column("recorded_by", String(64), nullable=True),
     Column("note", Text, nullable=True),
     Index("ix_region_boundaries_region", "region", "recorded_at"),
+)
+
+# One row: counters that every write (``version``) and every boundary change (``boundaries``)
+# bumps, so that HTTP caches in every worker process know when an answer may have changed.
+data_version = Table(
+    "data_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+    Column("boundaries", BigInteger, nullable=False),
 )
 
 SPATIAL_COLUMNS = (

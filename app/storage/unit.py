@@ -26,7 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy import Connection, func, select, text
 
@@ -39,14 +41,24 @@ from app.storage.pieces import Pieces
 from app.storage.reference import Reference
 from app.storage.regions import Regions
 from app.storage.revisions import Revisions
-from app.storage.tables import observations, parties, pieces, regions, sources
+from app.storage.tables import data_version, observations, parties, pieces, regions, sources
 from app.storage.tokens import Tokens
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """Where the data stands: ``version`` changes with every write, ``boundaries`` with every
+    change of a region boundary."""
+
+    version: int
+    boundaries: int
 
 
 class UnitOfWork:
     def __init__(self, connection: Connection, recorded_by: str | None = None) -> None:
         self.c = connection
         self.recorded_by = recorded_by
+        self.boundaries_changed = False  # set by regions.save; bumps DataVersion.boundaries
 
     @property
     def dialect(self) -> str:
@@ -120,6 +132,18 @@ class UnitOfWork:
             t.name: int(self.c.execute(select(func.count()).select_from(t)).scalar_one())
             for t in (parties, sources, regions, observations, pieces)
         }
+
+    def data_version(self) -> DataVersion:
+        row = self.c.execute(select(data_version.c.version, data_version.c.boundaries)).one()
+        return DataVersion(int(row.version), int(row.boundaries))
+
+    def bump_data_version(self) -> None:
+        """Called by :meth:`Database.write` last before the commit: the row is locked only
+        from there to the commit."""
+        values: dict[str, Any] = {"version": data_version.c.version + 1}
+        if self.boundaries_changed:
+            values["boundaries"] = data_version.c.boundaries + 1
+        self.c.execute(data_version.update().values(**values))
 
     def is_empty(self) -> bool:
         return self.c.execute(select(regions.c.slug).limit(1)).first() is None

@@ -14,7 +14,7 @@ from app.api.deps import Unit
 from app.api.params import (
     MOMENT_HELP,
     Accounts,
-    At,
+    AtOrNow,
     From,
     KnownAt,
     Parties,
@@ -23,9 +23,7 @@ from app.api.params import (
     Statuses,
     StatusesDefaultControlled,
     To,
-    default_now,
     known_moment,
-    moment,
     ordered_range,
     piece_filter,
 )
@@ -88,7 +86,7 @@ def get_region(slug: Slug, unit: Unit, known_at: KnownAt = None) -> GeoJSON:
 def control(
     slug: Slug,
     unit: Unit,
-    at: At = None,
+    moment_: AtOrNow,
     party: Parties = None,
     status: Statuses = None,
     source: Sources = None,
@@ -97,7 +95,6 @@ def control(
 ) -> GeoJSON:
     known = known_moment(known_at)
     region = unit.regions.get(slug, with_boundary=False, known_at=known)
-    moment_ = moment(at, "at", default_now())
     flt = piece_filter(unit, party, status, source, account)
     pieces = unit.pieces.in_force(region.slug, moment_, flt, known_at=known)
     features = [out.piece_feature(p) for p in asof.chronological(pieces)]
@@ -298,8 +295,7 @@ def change_geometry(q: Series, moments: TwoMoments, unit: Unit) -> GeoJSON:
         "illustrations. `age_days` shows how old each source's latest word is."
     ),
 )
-def claims(q: Series, unit: Unit, at: At = None) -> JSON:
-    moment_ = moment(at, "at", default_now())
+def claims(q: Series, unit: Unit, moment_: AtOrNow) -> JSON:
     pieces = unit.pieces.in_force(
         q.region, moment_, q.flt, with_geometry=False, known_at=q.known_at
     )
