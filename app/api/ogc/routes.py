@@ -8,10 +8,11 @@ asked for, not those whose one timestamp falls inside it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.datastructures import URL
 
 from app import __version__
@@ -22,6 +23,7 @@ from app.api.ogc.filters import CRS84, parse_bbox, parse_filter
 from app.api.ogc.openapi import OPENAPI_30_MEDIA_TYPE, openapi_30, with_concrete_paths
 from app.api.params import KnownAt, known_moment, piece_filter, region_codes
 from app.api.responses import GEOJSON_MEDIA_TYPE, JSON, GeoJSON
+from app.api.routing import CheckedRoute, query_parameter_names, unknown_parameter
 from app.api.serialize import ILLUSTRATIVE_NOTICE, jsonable
 from app.domain import geometry as geo
 from app.domain.errors import InvalidParameter, NotFound
@@ -29,7 +31,7 @@ from app.domain.timeutil import isoformat, now, parse_window
 from app.settings import Settings
 from app.storage.repository import chunks
 
-router = APIRouter(tags=["OGC API - Features"])
+router = APIRouter(tags=["OGC API - Features"], route_class=CheckedRoute)
 
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html"
@@ -54,22 +56,11 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/property-property",
 ]
 
-# Query parameters every /items request may carry; each collection adds its property ones.
-ITEMS_PARAMETERS = {
-    "bbox",
-    "bbox-crs",
-    "datetime",
-    "limit",
-    "offset",
-    "filter",
-    "filter-lang",
-    "filter-crs",
-    "known_at",
-    "f",
-}
+# The property parameters of /items (region, party, …): each collection takes some of them.
+PROPERTY_PARAMETERS = frozenset(p for c in COLLECTIONS.values() for p in c.parameters)
 
 Format = Annotated[
-    str | None,
+    Literal["json", "geojson", "html"] | None,
     Query(description="`json` (GeoJSON for features) or `html`; default by the Accept header."),
 ]
 CollectionId = Annotated[
@@ -344,15 +335,15 @@ def queryables(request: Request, collection_id: CollectionId, f: Format = None) 
 
 
 def _check_parameters(request: Request, coll: Collection) -> None:
-    allowed = ITEMS_PARAMETERS | set(coll.parameters)
-    unknown = sorted(set(request.query_params) - allowed)
-    if unknown:
-        raise InvalidParameter(
-            unknown[0],
-            f"Unknown parameter {unknown[0]!r} for collection {coll.id!r}. Its parameters: "
-            f"{', '.join(sorted(allowed))}; anything else goes in a CQL2 'filter'.",
-            known=sorted(allowed),
-        )
+    """The route refuses what /items does not declare (see app.api.routing); a property
+    parameter that the collection has no property for is refused the same way."""
+    other = PROPERTY_PARAMETERS - set(coll.parameters)
+    for name in request.query_params:
+        if name in other:
+            route = request.scope["route"]
+            assert isinstance(route, APIRoute)
+            known = query_parameter_names(route) - other
+            raise unknown_parameter(name, known, f"collection {coll.id!r}")
 
 
 def _feature(item: Item) -> dict[str, Any]:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import Writer, read_access
-from app.api.body import read_json
+from app.api.body import JsonBody, read_json
 from app.api.deps import Repo
-from app.api.params import KnownAt, known_moment
+from app.api.params import KnownAt, ObservationId, known_moment
 from app.api.responses import JSON, GeoJSON
+from app.api.routing import CheckedRoute
 from app.domain import geometry as geo
 from app.domain.errors import InvalidInput, InvalidParameter
 from app.domain.observations import parse_document
@@ -25,9 +26,8 @@ from app.storage import records
 from app.storage.repository import Repository
 from app.storage.tokens import TokenInfo
 
-router = APIRouter(prefix="/observations", tags=["observations"])
+router = APIRouter(prefix="/observations", tags=["observations"], route_class=CheckedRoute)
 
-ObservationId = Annotated[int, Path(description="Observation id.", examples=[1])]
 Repair = Annotated[
     bool,
     Query(
@@ -76,6 +76,11 @@ WRITE_BODY = {
 }
 
 
+def max_vertices(request: Request) -> int:
+    limit: int = request.app.state.settings.max_vertices_per_observation
+    return limit
+
+
 def _written(results: list[Any], request: Request, warnings: list[list[str]]) -> dict[str, Any]:
     items = [
         {
@@ -102,7 +107,7 @@ def _write(
     request_hash: str,
     request: Request,
 ) -> tuple[int, dict[str, Any]]:
-    parsed, labels = parse_document(document, repair)
+    parsed, labels = parse_document(document, repair, max_vertices(request))
     with repo.writer(recorded_by=token.name) as w:
         results = w.add_observations(
             [p.observation for p in parsed], idempotency_key=key, names=labels
@@ -170,7 +175,7 @@ async def correct_observation(
     def write() -> dict[str, Any]:
         if isinstance(document, dict) and document.get("type") == "FeatureCollection":
             raise InvalidInput("A correction is one Feature, not a FeatureCollection.")
-        [parsed], _labels = parse_document(document, repair)
+        [parsed], _labels = parse_document(document, repair, max_vertices(request))
         with repo.writer(recorded_by=token.name) as w:
             result = w.correct(observation_id, parsed.observation)
         body = _written([result], request, [list(parsed.warnings)])
@@ -185,8 +190,9 @@ async def correct_observation(
     "/{observation_id}",
     summary="Retract an observation (it stays on record, marked retracted)",
     description="Needs scope `write` and a `reason` (query parameter, or a JSON body "
-    '`{"reason": "..."}`). The record drops out of the default views; `known_at` before the '
-    "retraction still shows it.",
+    '`{"reason": "..."}`; a `null` body is the same as none). The record drops out of the '
+    "default views; `known_at` before the retraction still shows it.",
+    dependencies=[JsonBody],
 )
 def retract_observation(
     observation_id: ObservationId,
