@@ -377,6 +377,26 @@ def test_every_route_takes_exactly_the_query_parameters_it_documents(client: Tes
             operation = document["paths"][route.path_format][method.lower()]
             documented = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
             assert query_parameter_names(route) == documented, route.path
+    as_30 = client.get("/api").json()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            names_31 = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+            names_30 = {
+                p["$ref"].rsplit("/", 1)[-1] if "$ref" in p else p["name"]
+                for p in as_30["paths"][path][method].get("parameters", [])
+                if "$ref" in p or p["in"] == "query"
+            }
+            assert names_30 == names_31, (path, method)
+
+
+def test_every_body_is_documented_as_json_and_geojson_or_json(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if "requestBody" in operation:
+                media = set(operation["requestBody"]["content"])
+                assert media <= {"application/json", "application/geo+json"}, (path, method)
+                assert "application/json" in media, (path, method)
 
 
 # --- the app's own errors are problem+json -------------------------------------------------------
@@ -443,3 +463,27 @@ def test_reference_data_has_bounds_too(api: Api) -> None:
             ({**SOURCE, "url": "x" * 2_001}, ("url", "at most 2000 characters")),
         ]:
             problem(api.client.post("/sources", json=body, headers=api.admin), 422, *words)
+
+
+def test_the_collection_takes_and_checks_the_items_parameters_gdal_passes(
+    client: TestClient,
+) -> None:
+    r = client.get("/collections/control?datetime=2025-04-26&region=kursk")
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == "control"
+    problem(client.get("/collections/control?foo=1"), 400, "'foo'")
+    problem(client.get("/collections/regions?party=UA"), 400, "'party'", "'regions'")
+
+
+def test_a_long_reason_in_a_body_retracts_nothing(api: Api) -> None:
+    with nothing_written(api):
+        body = {"reason": "x" * 2_001}
+        r = api.client.request("DELETE", "/observations/1", json=body, headers=api.write)
+        problem(r, 400, "2,001 characters", "at most 2,000")
+    assert api.client.get("/observations/1").json()["properties"]["current"] is True
+
+
+def test_a_nul_in_a_header_is_a_400(api: Api) -> None:
+    headers = {**api.write, "Idempotency-Key": "key\x00"}
+    with nothing_written(api):
+        problem(api.post(feature(), headers=headers), 400, "'idempotency-key'", "NUL")

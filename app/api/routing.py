@@ -6,7 +6,7 @@ reads the parameters, a :class:`CheckedRoute`
 - answers 400 for a query parameter the endpoint does not declare, listing the ones it does
   (the names come from the route's own parameters and dependencies, ``route.dependant``, so
   the list is what ``/docs`` shows);
-- answers 400 for a NUL character in a path or query value (no field takes one, and
+- answers 400 for a NUL character in a path, query or header value (no field takes one, and
   PostgreSQL cannot store it);
 - treats an empty query value (``?f=``, ``?geometry=``) as the parameter left out, so it takes
   its default, as HTML forms send empty fields.
@@ -66,6 +66,8 @@ def checked_request(request: Request, known: frozenset[str], where: str) -> Requ
     """``request`` after the checks above, without its empty query values."""
     for name, value in request.path_params.items():
         refuse_nul("path", name, str(value))
+    for name, value in request.headers.items():
+        refuse_nul("header", name, value)
     items = QueryParams(request.scope.get("query_string", b"")).multi_items()
     for name, value in items:
         refuse_nul("query", name, value)

@@ -103,7 +103,12 @@ def create_party(body: PartyIn, request: Request, repo: Repo, token: Admin) -> J
     "`name`, `country`, `country_code` (optional when replacing). Replacing a boundary "
     "rebuilds the region's derived pieces and areas; the old boundary stays in history and "
     "`known_at` before the change still shows it.",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/geo+json": {}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/geo+json": {}, "application/json": {}},
+        }
+    },
 )
 async def put_region(
     slug: Annotated[str, Path(description="Region slug (lower-case, dashes).", examples=["kursk"])],

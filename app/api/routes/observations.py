@@ -26,6 +26,8 @@ from app.storage import records
 from app.storage.repository import Repository
 from app.storage.tokens import TokenInfo
 
+MAX_REASON = 2_000  # characters of a retraction's reason
+
 router = APIRouter(prefix="/observations", tags=["observations"], route_class=CheckedRoute)
 
 Repair = Annotated[
@@ -199,7 +201,8 @@ def retract_observation(
     repo: Repo,
     token: Writer,
     reason: Annotated[
-        str | None, Query(description="Why the record is retracted (required).", max_length=2000)
+        str | None,
+        Query(description="Why the record is retracted (required).", max_length=MAX_REASON),
     ] = None,
     body: Annotated[dict[str, Any] | None, Body(examples=[{"reason": "duplicate entry"}])] = None,
 ) -> JSON:
@@ -207,6 +210,10 @@ def retract_observation(
     if not isinstance(why, str) or not why.strip():
         raise InvalidParameter(
             "reason", 'A retraction needs a reason: ?reason=... or a JSON body {"reason": "..."}.'
+        )
+    if len(why) > MAX_REASON:
+        raise InvalidParameter(
+            "reason", f"The reason is {len(why):,} characters; give at most {MAX_REASON:,}."
         )
     with repo.writer(recorded_by=token.name) as w:
         w.retract(observation_id, why.strip())
