@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.domain.observations import MAX_VERTICES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_PATH = PROJECT_ROOT / "var" / "frontline.db"
 
@@ -45,6 +47,12 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         default=50 * 1024 * 1024, description="Largest request body accepted (413 beyond)."
+    )
+    max_vertices_per_observation: int = Field(
+        default=MAX_VERTICES,
+        ge=4,
+        description="Most positions in one observation's geometry (422 beyond): a bound on "
+        "what one write may cost every later read that returns it.",
     )
     items_default_limit: int = Field(
         default=100, ge=1, description="Features per page of /collections/{id}/items by default."

@@ -6,9 +6,9 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 
-from app.domain.errors import InvalidParameter, UnknownCode
+from app.domain.errors import InvalidParameter, NotFound, UnknownCode
 from app.domain.model import Status
 from app.domain.timeutil import now, parse_moment, parse_range_start
 from app.storage.pieces import NONE, PieceFilter
@@ -197,3 +197,27 @@ KnownAt = Annotated[
 
 def known_moment(value: str | None) -> dt.datetime | None:
     return None if value is None else parse_moment(value, "known_at")
+
+
+# Observation ids are positive 32-bit integers (an INTEGER column on PostGIS), on both databases.
+MAX_OBSERVATION_ID = 2**31 - 1
+
+
+def existing_observation_id(
+    observation_id: Annotated[
+        int,
+        Path(
+            description="Observation id.",
+            examples=[1],
+            json_schema_extra={"minimum": 1, "maximum": MAX_OBSERVATION_ID},
+        ),
+    ],
+) -> int:
+    """An id no observation can have (0, negative, past the id column's range) is a 404 at
+    once: it never reaches the database."""
+    if not 1 <= observation_id <= MAX_OBSERVATION_ID:
+        raise NotFound(f"There is no observation {observation_id}.")
+    return observation_id
+
+
+ObservationId = Annotated[int, Depends(existing_observation_id)]

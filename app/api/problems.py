@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.domain.errors import DomainError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+ECHO_LIMIT = 200  # characters of a refused input repeated in a problem
 
 # slug -> (title, what it means and what to do)
 PROBLEM_TYPES: dict[str, tuple[str, str]] = {
@@ -54,6 +55,16 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     "malformed-body": (
         "Malformed body",
         "The body is not valid JSON. The detail gives the line and column where parsing stopped.",
+    ),
+    "unsupported-media-type": (
+        "Unsupported media type",
+        "The body is not sent as a media type the endpoint reads. Send JSON with "
+        "`Content-Type: application/json` or `application/geo+json`.",
+    ),
+    "method-not-allowed": (
+        "Method not allowed",
+        "The resource exists but does not answer this HTTP method; the `Allow` header and the "
+        "`allowed` member list the methods it does answer.",
     ),
     "http-error": ("HTTP error", "A generic HTTP error; the status and detail say more."),
     "internal-error": (
@@ -100,13 +111,23 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _echo(value: Any) -> Any:
+    """The offending input as JSON can carry it: short text as it is, anything else shortened."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    if not isinstance(text, str):
+        text = repr(text)
+    return text if len(text) <= ECHO_LIMIT else text[:ECHO_LIMIT] + "…"
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     messages = [f"{_location(tuple(e['loc']))}: {e['msg']}" for e in errors]
     in_query = all(e["loc"] and e["loc"][0] in {"query", "path", "header"} for e in errors)
     invalid = [
-        {"name": _location(tuple(e["loc"])), "reason": e["msg"], "input": e.get("input")}
+        {"name": _location(tuple(e["loc"])), "reason": e["msg"], "input": _echo(e.get("input"))}
         for e in errors
     ]
     return problem_response(
@@ -123,6 +144,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404:
         detail = f"There is no resource at {request.url.path}. The API is described at /docs."
         return problem_response(request, 404, "not-found", detail, headers=exc.headers)
+    if exc.status_code == 405:
+        allowed = [m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()]
+        detail = (
+            f"{request.url.path} does not answer {request.method}; it answers "
+            f"{', '.join(allowed) or 'no method'}. The API is described at /docs."
+        )
+        return problem_response(
+            request, 405, "method-not-allowed", detail, headers=exc.headers, allowed=allowed
+        )
     return problem_response(
         request, exc.status_code, "http-error", str(exc.detail), headers=exc.headers
     )

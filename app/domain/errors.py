@@ -111,3 +111,11 @@ class MalformedBody(DomainError):
     problem = "malformed-body"
     title = "Malformed body"
     status = 400
+
+
+class UnsupportedMediaType(DomainError):
+    """A body sent as something other than the media types the endpoint reads."""
+
+    problem = "unsupported-media-type"
+    title = "Unsupported media type"
+    status = 415

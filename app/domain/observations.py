@@ -15,7 +15,14 @@ from enum import StrEnum
 from typing import Any
 
 import shapely
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from shapely.geometry import MultiPolygon
 from shapely.geometry.base import BaseGeometry
 
@@ -27,14 +34,43 @@ from app.domain.timeutil import as_utc, isoformat, now
 # A source's clock may run a little ahead of ours; further in the future is a mistake.
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 
+# Bounds a person expects of an observation; beyond them it is refused with the bound named.
+MAX_VERTICES = 200_000  # positions per observation; the MAX_VERTICES_PER_OBSERVATION default
+MAX_AREA_KM2 = 20_000_000  # a reported area: more than any country but Russia (17.1 million)
+MAX_NOTE = 10_000  # characters
+MAX_TITLE = 1_000  # characters of a citation's title or publisher
+MAX_URL = 2_000  # characters of a citation's URL
+MAX_CODE = 64  # characters of a source slug, party code or region slug
+EARLIEST = dt.date(1900, 1, 1)  # no moment (valid_from, valid_to, published_at) before it
+LATEST = dt.date(2100, 1, 1)  # nor on or after it
+
+Moment = dt.datetime | dt.date
+
+
+def _in_era(value: Moment | None, info: ValidationInfo) -> Moment | None:
+    """Moments between 1900 and 2100. Compared on the calendar as written, so that an offset
+    on the edge of the datetime range cannot overflow before the check."""
+    if value is None:
+        return None
+    day = value.date() if isinstance(value, dt.datetime) else value
+    if day >= LATEST and info.field_name == "valid_from":
+        raise ValueError(f"{value.isoformat()} is in the future")
+    if not EARLIEST <= day < LATEST:
+        raise ValueError(
+            f"{value.isoformat()} is out of range: moments run from {EARLIEST} to before {LATEST}"
+        )
+    return value
+
 
 class CitationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = None
-    title: str | None = None
-    publisher: str | None = None
-    published_at: dt.datetime | dt.date | None = None
+    url: str | None = Field(default=None, max_length=MAX_URL)
+    title: str | None = Field(default=None, max_length=MAX_TITLE)
+    publisher: str | None = Field(default=None, max_length=MAX_TITLE)
+    published_at: Moment | None = None
+
+    _era = field_validator("published_at")(_in_era)
 
 
 class ObservationProperties(BaseModel):
@@ -42,20 +78,28 @@ class ObservationProperties(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_enum_values=False)
 
-    source: str = Field(description="Slug of the source that gives this observation.")
+    source: str = Field(
+        max_length=MAX_CODE, description="Slug of the source that gives this observation."
+    )
     party: str | None = Field(
-        default=None, description="Party code (UA, RU, …); null for an unattributed grey zone."
+        default=None,
+        max_length=MAX_CODE,
+        description="Party code (UA, RU, …); null for an unattributed grey zone.",
     )
     status: Status = Status.CONTROLLED
     basis: Basis = Basis.ASSESSED
-    valid_from: dt.datetime | dt.date
-    valid_to: dt.datetime | dt.date | None = None
-    reported_area_km2: float | None = Field(default=None, ge=0)
-    reported_region: str | None = None
+    valid_from: Moment
+    valid_to: Moment | None = None
+    reported_area_km2: float | None = Field(
+        default=None, ge=0, le=MAX_AREA_KM2, allow_inf_nan=False
+    )
+    reported_region: str | None = Field(default=None, max_length=MAX_CODE)
     reported_qualifier: Qualifier | None = None
     citation: CitationIn = Field(default_factory=CitationIn)
-    note: str | None = None
+    note: str | None = Field(default=None, max_length=MAX_NOTE)
     illustrative: bool = False
+
+    _era = field_validator("valid_from", "valid_to")(_in_era)
 
     @field_validator("party")
     @classmethod
@@ -89,13 +133,31 @@ def _fail(where: str, pointer: str, message: str, **extra: Any) -> InvalidInput:
     return InvalidInput(f"{where}: {message}", pointer=pointer, **extra)
 
 
-def _check_rings(raw: dict[str, Any], where: str, pointer: str) -> None:
-    """Structure, closure, length and range of the rings, before shapely silently fixes any."""
+def _check_rings(raw: dict[str, Any], where: str, pointer: str, max_vertices: int | None) -> None:
+    """Structure, closure, length and range of the rings, before shapely silently fixes any;
+    and, first, their number of positions against ``max_vertices``."""
     kind = raw["type"]
     coords = raw.get("coordinates")
     polygons = [coords] if kind == "Polygon" else coords
     if not isinstance(polygons, list) or (kind == "Polygon" and not polygons):
         raise _fail(where, f"{pointer}/coordinates", f"a {kind} needs a list of rings.")
+    if max_vertices is not None:
+        count = sum(
+            len(ring)
+            for rings in polygons
+            if isinstance(rings, list)
+            for ring in rings
+            if isinstance(ring, list)
+        )
+        if count > max_vertices:
+            raise _fail(
+                where,
+                f"{pointer}/coordinates",
+                f"the geometry has {count:,} positions; the limit is {max_vertices:,} per "
+                "observation (MAX_VERTICES_PER_OBSERVATION). Simplify it (e.g. to 10 m), or "
+                "split it into several observations.",
+                limit=max_vertices,
+            )
     swapped = True
     out_of_range: list[float] | None = None
     for p, rings in enumerate(polygons):
@@ -147,10 +209,15 @@ def _check_rings(raw: dict[str, Any], where: str, pointer: str) -> None:
 
 
 def parse_geometry(
-    raw: Any, where: str, pointer: str = "/geometry", repair: bool = False
+    raw: Any,
+    where: str,
+    pointer: str = "/geometry",
+    repair: bool = False,
+    max_vertices: int | None = None,
 ) -> tuple[BaseGeometry | None, list[str]]:
     """A GeoJSON Polygon/MultiPolygon (or null) to shapely; with ``repair``, invalid polygons
-    are repaired with ``make_valid`` and a warning says what was done."""
+    are repaired with ``make_valid`` and a warning says what was done. More than
+    ``max_vertices`` positions are refused before any geometry is built."""
     if raw is None:
         return None, []
     if not isinstance(raw, dict) or raw.get("type") not in {"Polygon", "MultiPolygon"}:
@@ -160,7 +227,7 @@ def parse_geometry(
             pointer,
             f"the geometry must be a Polygon or a MultiPolygon (territory), not {kind}.",
         )
-    _check_rings(raw, where, pointer)
+    _check_rings(raw, where, pointer, max_vertices)
     shape = geo.from_geojson(raw)
     if shape.is_empty:
         return MultiPolygon(), []
@@ -191,6 +258,7 @@ def parse_feature(
     pointer: str = "",
     repair: bool = False,
     now_: dt.datetime | None = None,
+    max_vertices: int = MAX_VERTICES,
 ) -> Parsed:
     """A GeoJSON Feature (properties = observation fields) to a :class:`NewObservation`."""
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
@@ -204,7 +272,9 @@ def parse_feature(
             for err in e.errors()
         )
         raise _fail(where, f"{pointer}/properties", f"{problems}.") from None
-    shape, warnings = parse_geometry(feature.get("geometry"), where, f"{pointer}/geometry", repair)
+    shape, warnings = parse_geometry(
+        feature.get("geometry"), where, f"{pointer}/geometry", repair, max_vertices
+    )
     empty = shape is not None and shape.is_empty
     if empty and not props.reported_region:
         raise _fail(
@@ -262,10 +332,13 @@ def parse_feature(
     )
 
 
-def parse_document(document: Any, repair: bool = False) -> tuple[list[Parsed], list[str]]:
+def parse_document(
+    document: Any, repair: bool = False, max_vertices: int = MAX_VERTICES
+) -> tuple[list[Parsed], list[str]]:
     """A Feature or a FeatureCollection of observations; returns them with their labels.
 
-    One bad feature refuses the whole document: the error names it.
+    One bad feature refuses the whole document: the error names it. ``max_vertices`` bounds
+    each observation's geometry.
     """
     if isinstance(document, dict) and document.get("type") == "FeatureCollection":
         features = document.get("features")
@@ -274,13 +347,13 @@ def parse_document(document: Any, repair: bool = False) -> tuple[list[Parsed], l
         labels = [feature_label(f, i) for i, f in enumerate(features)]
         current = now()
         parsed = [
-            parse_feature(f, labels[i], f"/features/{i}", repair, current)
+            parse_feature(f, labels[i], f"/features/{i}", repair, current, max_vertices)
             for i, f in enumerate(features)
         ]
         return parsed, labels
     if isinstance(document, dict) and document.get("type") == "Feature":
         label = feature_label(document, None)
-        return [parse_feature(document, label, "", repair)], [label]
+        return [parse_feature(document, label, "", repair, max_vertices=max_vertices)], [label]
     kind = document.get("type") if isinstance(document, dict) else type(document).__name__
     raise InvalidInput(
         f"expected a GeoJSON Feature or FeatureCollection of observations, got {kind}.",

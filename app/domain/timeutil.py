@@ -35,7 +35,15 @@ def parse_moment(value: str, parameter: str) -> dt.datetime:
             f"'{parameter}' must be an RFC 3339 date or date-time ({_EXAMPLES}); got {value!r}.",
             value=value,
         ) from None
-    return as_utc(moment)
+    try:
+        return as_utc(moment)
+    except OverflowError:  # year 1 or 9999 with an offset that moves it off the calendar
+        raise InvalidParameter(
+            parameter,
+            f"'{parameter}' {value!r} is off the calendar in UTC; give a moment between the "
+            "years 1 and 9999 in UTC.",
+            value=value,
+        ) from None
 
 
 def is_bare_date(text: str) -> bool:

@@ -6,6 +6,6 @@
   Shapefile, KML) as plain features, without SQL.
 - :mod:`app.importer.snapshot`: one map's features grouped per (party, status), their raw
   fingerprints and their unions, repaired or refused.
-- :mod:`app.importer.engine`: the run itself, one transaction per file through
-  :meth:`app.storage.repository.Repository.writer`.
+- :mod:`app.importer.engine`: the run itself, one unit of work (transaction) per file through
+  :meth:`app.storage.database.Database.write`.
 """

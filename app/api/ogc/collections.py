@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from shapely.geometry.base import BaseGeometry
 
 from app.api.ogc.filters import BBox, Filter
+from app.api.params import MAX_OBSERVATION_ID
 from app.api.serialize import km2, piece_id, piece_values
 from app.domain.errors import NotFound
 from app.domain.model import Basis, Piece, Qualifier, Status
@@ -311,7 +312,7 @@ class Control(Collection):
 
     def item(self, unit: UnitOfWork, feature_id: str, query: ItemQuery) -> Item:
         number, _, region = feature_id.partition("-")
-        if not number.isdigit() or not region:
+        if not _possible_id(number) or not region:
             raise self.not_found(feature_id)
         if query.known_at is None:
             found = unit.pieces.piece(int(number), region)
@@ -374,7 +375,7 @@ class Observations(Collection):
                 item.geometry, item.has_geometry = shapes.get(item.key), True
 
     def item(self, unit: UnitOfWork, feature_id: str, query: ItemQuery) -> Item:
-        if not feature_id.isdigit():
+        if not _possible_id(feature_id):
             raise self.not_found(feature_id)
         if query.known_at is None:
             found = unit.pieces.of_observation(int(feature_id))
@@ -391,6 +392,11 @@ class Observations(Collection):
 
     def extent(self, unit: UnitOfWork) -> dict[str, Any]:
         return _extent(*unit.pieces.extent(self.id))
+
+
+def _possible_id(text: str) -> bool:
+    """Whether ``text`` is an id an observation can have (digits, within the id column)."""
+    return text.isdigit() and 1 <= int(text) <= MAX_OBSERVATION_ID
 
 
 COLLECTIONS: dict[str, Collection] = {c.id: c for c in (Regions(), Control(), Observations())}

@@ -96,6 +96,19 @@ class Filter:
             return bool(self.predicate(item))
         except (TypeError, AttributeError):
             return False  # a comparison with null, or of unlike types: unknown, so no match
+        except ArithmeticError as e:  # x / 0, where the divisor is a property or an expression
+            raise arithmetic_error(e) from None
+
+
+def arithmetic_error(error: ArithmeticError | None = None) -> InvalidParameter:
+    what = "divides by zero" if error is None or isinstance(error, ZeroDivisionError) else "fails"
+    return InvalidParameter(
+        "filter",
+        f"'filter' {what} in its arithmetic"
+        + (f" ({_first_line(error)})" if error is not None else "")
+        + "; compare instead, e.g. area_km2 > 100 * reported_area_km2 rather than "
+        "area_km2 / reported_area_km2 > 100.",
+    )
 
 
 def _bbox_literal(*numbers: float) -> BaseGeometry:
@@ -166,6 +179,10 @@ def _first_line(error: Exception) -> str:
     return (text[0] if text else error.__class__.__name__)[:200].rstrip(".")
 
 
+def _is_zero(node: Any) -> bool:
+    return isinstance(node, int | float) and not isinstance(node, bool) and node == 0
+
+
 class _Normaliser:
     """Checks a parsed filter against the queryables, and brings its literals to CQL2's
     meaning: dates and timestamps in UTC, ``_`` as LIKE's single-character wildcard, strings
@@ -214,6 +231,8 @@ class _Normaliser:
             return type(node)(self(item, as_moment) for item in node)
         if isinstance(node, values.Geometry | values.Envelope):
             return node
+        if isinstance(node, ast.Div) and _is_zero(node.rhs):
+            raise arithmetic_error()
         if dataclasses.is_dataclass(node) and not isinstance(node, type):
             moment = as_moment or any(
                 self._is_moment(getattr(node, f.name)) for f in dataclasses.fields(node)

@@ -8,10 +8,12 @@ asked for, not those whose one timestamp falls inside it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.datastructures import URL
 
 from app import __version__
@@ -22,13 +24,14 @@ from app.api.ogc.filters import CRS84, parse_bbox, parse_filter
 from app.api.ogc.openapi import OPENAPI_30_MEDIA_TYPE, openapi_30, with_concrete_paths
 from app.api.params import KnownAt, known_moment, piece_filter, region_codes
 from app.api.responses import GEOJSON_MEDIA_TYPE, JSON, GeoJSON
+from app.api.routing import CheckedRoute, query_parameter_names, unknown_parameter
 from app.api.serialize import ILLUSTRATIVE_NOTICE, jsonable
 from app.domain import geometry as geo
 from app.domain.errors import InvalidParameter, NotFound
 from app.domain.timeutil import isoformat, now, parse_window
 from app.settings import Settings
 
-router = APIRouter(tags=["OGC API - Features"])
+router = APIRouter(tags=["OGC API - Features"], route_class=CheckedRoute)
 
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html"
@@ -53,22 +56,11 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/property-property",
 ]
 
-# Query parameters every /items request may carry; each collection adds its property ones.
-ITEMS_PARAMETERS = {
-    "bbox",
-    "bbox-crs",
-    "datetime",
-    "limit",
-    "offset",
-    "filter",
-    "filter-lang",
-    "filter-crs",
-    "known_at",
-    "f",
-}
+# The property parameters of /items (region, party, …): each collection takes some of them.
+PROPERTY_PARAMETERS = frozenset(p for c in COLLECTIONS.values() for p in c.parameters)
 
 Format = Annotated[
-    str | None,
+    Literal["json", "geojson", "html"] | None,
     Query(description="`json` (GeoJSON for features) or `html`; default by the Accept header."),
 ]
 CollectionId = Annotated[
@@ -77,6 +69,45 @@ CollectionId = Annotated[
         alias="collectionId", description="Collection id: `regions`, `control` or `observations`."
     ),
 ]
+
+
+@dataclass(frozen=True)
+class ItemsParameters:
+    """The query parameters of /items, declared once. The collection resource takes them too
+    (and ignores them): GDAL sends a connection URL's parameters with every request."""
+
+    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat (CRS84).")] = None
+    bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description="Only CRS84.")] = None
+    datetime: Annotated[
+        str | None, Query(description="Instant or interval the validity must meet.")
+    ] = None
+    limit: Annotated[int | None, Query(description="Features per page (clamped).")] = None
+    offset: Annotated[int, Query(ge=0, description="Features to skip (paging).")] = 0
+    filter: Annotated[str | None, Query(description="CQL2 filter on the queryables.")] = None
+    filter_lang: Annotated[
+        str | None, Query(alias="filter-lang", description="`cql2-text` (default) or `cql2-json`.")
+    ] = None
+    filter_crs: Annotated[str | None, Query(alias="filter-crs", description="Only CRS84.")] = None
+    region: Annotated[list[str] | None, Query(description="Only these regions (slugs).")] = None
+    party: Annotated[list[str] | None, Query(description="Only these parties (or `none`).")] = None
+    status: Annotated[list[str] | None, Query(description="Only these statuses.")] = None
+    source: Annotated[list[str] | None, Query(description="Only these sources.")] = None
+    account: Annotated[
+        list[str] | None, Query(description="Only sources speaking for these parties.")
+    ] = None
+    known_at: KnownAt = None
+
+
+def _check_parameters(request: Request, coll: Collection) -> None:
+    """The route refuses what /items does not declare (see app.api.routing); a property
+    parameter that the collection has no property for is refused the same way."""
+    other = PROPERTY_PARAMETERS - set(coll.parameters)
+    for name in request.query_params:
+        if name in other:
+            route = request.scope["route"]
+            assert isinstance(route, APIRoute)
+            known = query_parameter_names(route) - other
+            raise unknown_parameter(name, known, f"collection {coll.id!r}")
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -290,11 +321,23 @@ def collections(request: Request, unit: Unit, f: Format = None) -> Response:
     return JSON({"collections": items, "links": links})
 
 
-@router.get("/collections/{collectionId}", summary="One feature collection")
+@router.get(
+    "/collections/{collectionId}",
+    summary="One feature collection",
+    description="Takes the parameters of its `/items` too, and checks but ignores them: GIS "
+    "clients such as GDAL send a connection URL's parameters "
+    "(`OAPIF:…/collections/control?datetime=2025-04-26`) with every request.",
+)
 def collection(
-    request: Request, unit: Unit, collection_id: CollectionId, f: Format = None
+    request: Request,
+    unit: Unit,
+    collection_id: CollectionId,
+    items_parameters: Annotated[ItemsParameters, Depends()],
+    f: Format = None,
 ) -> Response:
-    body = collection_json(request, _collection(collection_id), unit)
+    coll = _collection(collection_id)
+    _check_parameters(request, coll)
+    body = collection_json(request, coll, unit)
     if wants_html(request, f):
         text = html.paragraph(body["description"]) + html.table(["extent"], [[body["extent"]]])
         return html.page(body["title"], text, body["links"])
@@ -342,18 +385,6 @@ def queryables(request: Request, collection_id: CollectionId, f: Format = None) 
 # --- items ------------------------------------------------------------------------------------
 
 
-def _check_parameters(request: Request, coll: Collection) -> None:
-    allowed = ITEMS_PARAMETERS | set(coll.parameters)
-    unknown = sorted(set(request.query_params) - allowed)
-    if unknown:
-        raise InvalidParameter(
-            unknown[0],
-            f"Unknown parameter {unknown[0]!r} for collection {coll.id!r}. Its parameters: "
-            f"{', '.join(sorted(allowed))}; anything else goes in a CQL2 'filter'.",
-            known=sorted(allowed),
-        )
-
-
 def _feature(item: Item) -> dict[str, Any]:
     return {
         "type": "Feature",
@@ -398,53 +429,34 @@ def items(
     request: Request,
     unit: Unit,
     collection_id: CollectionId,
-    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat (CRS84).")] = None,
-    bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description="Only CRS84.")] = None,
-    datetime: Annotated[
-        str | None, Query(description="Instant or interval the validity must meet.")
-    ] = None,
-    limit: Annotated[int | None, Query(description="Features per page (clamped).")] = None,
-    offset: Annotated[int, Query(ge=0, description="Features to skip (paging).")] = 0,
-    filter: Annotated[str | None, Query(description="CQL2 filter on the queryables.")] = None,
-    filter_lang: Annotated[
-        str | None, Query(alias="filter-lang", description="`cql2-text` (default) or `cql2-json`.")
-    ] = None,
-    filter_crs: Annotated[str | None, Query(alias="filter-crs", description="Only CRS84.")] = None,
-    region: Annotated[list[str] | None, Query(description="Only these regions (slugs).")] = None,
-    party: Annotated[list[str] | None, Query(description="Only these parties (or `none`).")] = None,
-    status: Annotated[list[str] | None, Query(description="Only these statuses.")] = None,
-    source: Annotated[list[str] | None, Query(description="Only these sources.")] = None,
-    account: Annotated[
-        list[str] | None, Query(description="Only sources speaking for these parties.")
-    ] = None,
-    known_at: KnownAt = None,
+    p: Annotated[ItemsParameters, Depends()],
     f: Format = None,
 ) -> Response:
     coll = _collection(collection_id)
     _check_parameters(request, coll)
     as_html = wants_html(request, f)
     settings = _settings(request)
-    if limit is not None and limit < 1:
-        raise InvalidParameter("limit", f"'limit' must be 1 or more, not {limit}.")
-    size = min(limit or settings.items_default_limit, settings.items_max_limit)
-    area = parse_bbox(bbox, bbox_crs) if bbox is not None else None
-    cql = parse_filter(filter, filter_lang, coll.queryables, filter_crs) if filter else None
-    window = parse_window(datetime) if datetime is not None else None
+    if p.limit is not None and p.limit < 1:
+        raise InvalidParameter("limit", f"'limit' must be 1 or more, not {p.limit}.")
+    size = min(p.limit or settings.items_default_limit, settings.items_max_limit)
+    area = parse_bbox(p.bbox, p.bbox_crs) if p.bbox is not None else None
+    cql = parse_filter(p.filter, p.filter_lang, coll.queryables, p.filter_crs) if p.filter else None
+    window = parse_window(p.datetime) if p.datetime is not None else None
     if not coll.temporal:
         window = None  # checked, but every feature of a timeless collection matches
     query = ItemQuery(
-        flt=piece_filter(unit, party, status, source, account),
-        regions=region_codes(unit, region),
+        flt=piece_filter(unit, p.party, p.status, p.source, p.account),
+        regions=region_codes(unit, p.region),
         window=window,
         area=area,
         cql=cql,
-        known_at=known_moment(known_at),
+        known_at=known_moment(p.known_at),
     )
-    page, matched = coll.page(unit, query, offset, size)
+    page, matched = coll.page(unit, query, p.offset, size)
     features = [_feature(item) for item in page]
-    links = _page_links(request, coll, matched, offset, size)
+    links = _page_links(request, coll, matched, p.offset, size)
     if as_html:
-        text = html.paragraph(f"{matched} features match; {len(page)} shown from {offset}.")
+        text = html.paragraph(f"{matched} features match; {len(page)} shown from {p.offset}.")
         return html.page(f"{coll.title}: items", text + html.features_table(features), links)
     body: dict[str, Any] = {"type": "FeatureCollection"}
     if any(item.values.get("illustrative") for item in page):

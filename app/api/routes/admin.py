@@ -12,32 +12,45 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api import serialize as out
 from app.api.auth import Admin, read_access
-from app.api.body import read_json
+from app.api.body import JsonBody, read_json
 from app.api.deps import Db, Unit
 from app.api.responses import JSON, GeoJSON
+from app.api.routing import CheckedRoute
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.model import Party, Region, Source, SourceKind
-from app.domain.observations import feature_label, parse_geometry
+from app.domain.observations import (
+    MAX_CODE,
+    MAX_NOTE,
+    MAX_TITLE,
+    MAX_URL,
+    feature_label,
+    parse_geometry,
+)
 
-router = APIRouter(tags=["reference"])
+router = APIRouter(tags=["reference"], route_class=CheckedRoute)
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 class SourceIn(BaseModel):
     slug: str = Field(pattern=SLUG.pattern, max_length=64, examples=["deepstate"])
-    name: str = Field(min_length=1, examples=["DeepStateMap"])
+    name: str = Field(min_length=1, max_length=MAX_TITLE, examples=["DeepStateMap"])
     kind: SourceKind = Field(examples=["osint"])
     account: str | None = Field(
-        default=None, description="Party the source speaks for, if any.", examples=[None]
+        default=None,
+        max_length=MAX_CODE,
+        description="Party the source speaks for, if any.",
+        examples=[None],
     )
-    url: str | None = Field(default=None, examples=["https://deepstatemap.live"])
-    description: str | None = None
+    url: str | None = Field(
+        default=None, max_length=MAX_URL, examples=["https://deepstatemap.live"]
+    )
+    description: str | None = Field(default=None, max_length=MAX_NOTE)
 
 
 class PartyIn(BaseModel):
     code: str = Field(pattern=r"^[A-Z]{2,16}$", examples=["KP"])
-    name: str = Field(min_length=1, examples=["North Korea"])
+    name: str = Field(min_length=1, max_length=MAX_TITLE, examples=["North Korea"])
     color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$", examples=["#024fa2"])
 
 
@@ -57,7 +70,7 @@ def get_party(code: Annotated[str, Path(description="Party code.")], unit: Unit)
     raise NotFound(f"There is no party {code!r}; GET /parties lists them.")
 
 
-@router.post("/sources", status_code=201, summary="Add a source (admin)")
+@router.post("/sources", status_code=201, summary="Add a source (admin)", dependencies=[JsonBody])
 def create_source(body: SourceIn, request: Request, db: Db, token: Admin) -> JSON:
     account = body.account.upper() if body.account else None
     source = Source(body.slug, body.name, body.kind, account, body.url, body.description)
@@ -73,7 +86,7 @@ def create_source(body: SourceIn, request: Request, db: Db, token: Admin) -> JSO
     return JSON(out.source_json(source), status_code=201, headers={"Location": url})
 
 
-@router.post("/parties", status_code=201, summary="Add a party (admin)")
+@router.post("/parties", status_code=201, summary="Add a party (admin)", dependencies=[JsonBody])
 def create_party(body: PartyIn, request: Request, db: Db, token: Admin) -> JSON:
     with db.write(recorded_by=token.name) as unit:
         if not unit.reference.add_party(Party(body.code, body.name, body.color)):
@@ -90,7 +103,12 @@ def create_party(body: PartyIn, request: Request, db: Db, token: Admin) -> JSON:
     "`name`, `country`, `country_code` (optional when replacing). Replacing a boundary "
     "rebuilds the region's derived pieces and areas; the old boundary stays in history and "
     "`known_at` before the change still shows it.",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/geo+json": {}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/geo+json": {}, "application/json": {}},
+        }
+    },
 )
 async def put_region(
     slug: Annotated[str, Path(description="Region slug (lower-case, dashes).", examples=["kursk"])],

@@ -41,6 +41,7 @@ from app.api.params import (
 )
 from app.api.responses import CSV_MEDIA_TYPE, GEOJSON_MEDIA_TYPE
 from app.api.routes.regions import Slug
+from app.api.routing import CheckedRoute
 from app.api.serialize import ILLUSTRATIVE_NOTICE, jsonable, piece_id, piece_values
 from app.domain import geometry as geo
 from app.domain.errors import InvalidParameter
@@ -51,7 +52,7 @@ from app.storage.base import chunks
 from app.storage.pieces import PieceFilter
 from app.storage.unit import UnitOfWork
 
-router = APIRouter()
+router = APIRouter(route_class=CheckedRoute)
 
 # format -> (media type, file name extension)
 FORMATS = {

@@ -11,9 +11,10 @@ from app.api import serialize as out
 from app.api.deps import Unit
 from app.api.problems import PROBLEM_TYPES
 from app.api.responses import JSON
+from app.api.routing import CheckedRoute
 from app.domain.errors import NotFound
 
-router = APIRouter()
+router = APIRouter(route_class=CheckedRoute)
 
 
 @router.get("/healthz", tags=["service"], summary="Liveness and database check")

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import Writer, read_access
-from app.api.body import read_json
+from app.api.body import JsonBody, read_json
 from app.api.deps import Db, Unit
-from app.api.params import KnownAt, known_moment
+from app.api.params import KnownAt, ObservationId, known_moment
 from app.api.responses import JSON, GeoJSON
+from app.api.routing import CheckedRoute
 from app.domain import geometry as geo
 from app.domain.errors import InvalidInput, InvalidParameter
 from app.domain.observations import parse_document
@@ -24,9 +25,10 @@ from app.domain.timeutil import isoformat
 from app.storage.database import Database
 from app.storage.tokens import TokenInfo
 
-router = APIRouter(prefix="/observations", tags=["observations"])
+MAX_REASON = 2_000  # characters of a retraction's reason
 
-ObservationId = Annotated[int, Path(description="Observation id.", examples=[1])]
+router = APIRouter(prefix="/observations", tags=["observations"], route_class=CheckedRoute)
+
 Repair = Annotated[
     bool,
     Query(
@@ -75,6 +77,11 @@ WRITE_BODY = {
 }
 
 
+def max_vertices(request: Request) -> int:
+    limit: int = request.app.state.settings.max_vertices_per_observation
+    return limit
+
+
 def _written(results: list[Any], request: Request, warnings: list[list[str]]) -> dict[str, Any]:
     items = [
         {
@@ -105,7 +112,7 @@ def _write(
 
     An Idempotency-Key is claimed inside the same transaction as the write, so of any number of
     requests with one key (at once or one after another) exactly one writes."""
-    parsed, labels = parse_document(document, repair)
+    parsed, labels = parse_document(document, repair, max_vertices(request))
     with db.write(recorded_by=token.name) as unit:
         if key is not None:
             earlier = unit.idempotency.claim(token.name, key, request_hash)
@@ -169,7 +176,7 @@ async def correct_observation(
     def write() -> dict[str, Any]:
         if isinstance(document, dict) and document.get("type") == "FeatureCollection":
             raise InvalidInput("A correction is one Feature, not a FeatureCollection.")
-        [parsed], _labels = parse_document(document, repair)
+        [parsed], _labels = parse_document(document, repair, max_vertices(request))
         with db.write(recorded_by=token.name) as unit:
             result = unit.revisions.correct(observation_id, parsed.observation)
         body = _written([result], request, [list(parsed.warnings)])
@@ -184,15 +191,17 @@ async def correct_observation(
     "/{observation_id}",
     summary="Retract an observation (it stays on record, marked retracted)",
     description="Needs scope `write` and a `reason` (query parameter, or a JSON body "
-    '`{"reason": "..."}`). The record drops out of the default views; `known_at` before the '
-    "retraction still shows it.",
+    '`{"reason": "..."}`; a `null` body is the same as none). The record drops out of the '
+    "default views; `known_at` before the retraction still shows it.",
+    dependencies=[JsonBody],
 )
 def retract_observation(
     observation_id: ObservationId,
     db: Db,
     token: Writer,
     reason: Annotated[
-        str | None, Query(description="Why the record is retracted (required).", max_length=2000)
+        str | None,
+        Query(description="Why the record is retracted (required).", max_length=MAX_REASON),
     ] = None,
     body: Annotated[dict[str, Any] | None, Body(examples=[{"reason": "duplicate entry"}])] = None,
 ) -> JSON:
@@ -200,6 +209,10 @@ def retract_observation(
     if not isinstance(why, str) or not why.strip():
         raise InvalidParameter(
             "reason", 'A retraction needs a reason: ?reason=... or a JSON body {"reason": "..."}.'
+        )
+    if len(why) > MAX_REASON:
+        raise InvalidParameter(
+            "reason", f"The reason is {len(why):,} characters; give at most {MAX_REASON:,}."
         )
     with db.write(recorded_by=token.name) as unit:
         row = unit.revisions.retract(observation_id, why.strip())

@@ -28,13 +28,14 @@ from app.api.params import (
     piece_filter,
 )
 from app.api.responses import JSON, GeoJSON, csv_response
+from app.api.routing import CheckedRoute
 from app.domain import asof
 from app.domain import geometry as geo
 from app.domain.model import Status
 from app.domain.timeutil import isoformat
 from app.storage.pieces import PieceFilter
 
-router = APIRouter(prefix="/regions", tags=["regions"])
+router = APIRouter(prefix="/regions", tags=["regions"], route_class=CheckedRoute)
 
 Slug = Annotated[
     str, Path(description="Region slug, e.g. `kursk`, `belgorod`, `sumy` (see GET /regions).")
