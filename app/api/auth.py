@@ -1,14 +1,19 @@
-"""Who may write: bearer tokens with a scope (``write`` or ``admin``)."""
+"""Who may write: bearer tokens with a scope (``write`` or ``admin``), optionally expiring.
+
+The dependencies here are also what the OpenAPI documents read to declare each operation's
+401 and 403 answers and its security requirement (see :mod:`app.api.ogc.openapi`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import get_repository
 from app.domain.errors import Forbidden, Unauthorized
+from app.domain.timeutil import isoformat, now
 from app.domain.tokens import Scope
 from app.storage.repository import Repository
 from app.storage.tokens import TokenInfo, Tokens
@@ -28,28 +33,39 @@ def _token(request: Request, repo: Repository) -> TokenInfo:
     info = Tokens(repo.engine).authenticate(value.strip())
     if info is None:
         raise Unauthorized(f"That token is unknown or has been revoked. {HOW_TO}")
+    if info.expired(now()):
+        raise Unauthorized(
+            f"Token {info.name!r} expired at {isoformat(info.expires_at)}. {HOW_TO}",
+            expired_at=isoformat(info.expires_at),
+        )
     return info
 
 
-def require(scope: Scope) -> Callable[..., TokenInfo]:
-    def dependency(
-        request: Request, repo: Annotated[Repository, Depends(get_repository)]
+class Require:
+    """A dependency: a valid token whose scope allows ``scope``."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    async def __call__(
+        self, request: Request, repo: Annotated[Repository, Depends(get_repository)]
     ) -> TokenInfo:
-        info = _token(request, repo)
-        if not info.scope.allows(scope):
+        info = await run_in_threadpool(_token, request, repo)
+        if not info.scope.allows(self.scope):
             raise Forbidden(
-                f"Token {info.name!r} has scope {info.scope.value!r}; this needs {scope.value!r}."
+                f"Token {info.name!r} has scope {info.scope.value!r}; this needs "
+                f"{self.scope.value!r}."
             )
         return info
 
-    return dependency
 
-
-def read_access(request: Request, repo: Annotated[Repository, Depends(get_repository)]) -> None:
+async def read_access(
+    request: Request, repo: Annotated[Repository, Depends(get_repository)]
+) -> None:
     """Reads are public unless REQUIRE_TOKEN_FOR_READS is set; then any valid token will do."""
     if request.app.state.settings.require_token_for_reads:
-        _token(request, repo)
+        await run_in_threadpool(_token, request, repo)
 
 
-Writer = Annotated[TokenInfo, Depends(require(Scope.WRITE))]
-Admin = Annotated[TokenInfo, Depends(require(Scope.ADMIN))]
+Writer = Annotated[TokenInfo, Depends(Require(Scope.WRITE))]
+Admin = Annotated[TokenInfo, Depends(Require(Scope.ADMIN))]
