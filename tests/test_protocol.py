@@ -7,7 +7,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from app.settings import Settings
 from app.storage.repository import Repository
 from app.storage.tables import tokens as tokens_table
 from app.storage.tokens import LAST_USED_PRECISION, Tokens
-from tests.conftest import DATA_DIR, LiveServer, serve
+from tests.conftest import DATA_DIR, LiveServer, free_port, serve, wait_until_healthy
 from tests.test_cli import run
 
 PROBLEM = "application/problem+json"
@@ -290,6 +293,28 @@ def test_html_pages_run_only_allowed_scripts(client: TestClient) -> None:
     for path in ["/?f=html", "/collections?f=html", "/collections/control/items?f=html"]:
         page = client.get(path).text
         assert not re.findall(r"""<(?:script|link|img)[^>]*(?:src|href)=["']https?://""", page)
+
+
+def test_no_server_banner_from_frontline_serve(seeded_engine: Engine) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": seeded_engine.url.render_as_string(hide_password=False),
+        "AUTO_MIGRATE": "false",
+        "AUTO_SEED": "false",
+    }
+    command = [sys.executable, "-m", "app", "serve", "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, process)
+        r = httpx.get(f"{url}/regions", timeout=30)
+        assert r.status_code == 200
+        assert "server" not in r.headers
+        assert r.headers["x-content-type-options"] == "nosniff"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
 def test_no_server_banner_from_uvicorn(live_server: LiveServer) -> None:
