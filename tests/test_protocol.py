@@ -345,6 +345,21 @@ def test_options_lists_the_methods(client: TestClient, path: str, allow: str) ->
     assert r.content == b""
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PATCH", "/observations/1", "DELETE, GET, HEAD, OPTIONS"),
+        ("POST", "/regions", "GET, HEAD, OPTIONS"),
+        ("DELETE", "/observations", "OPTIONS, POST"),
+    ],
+)
+def test_a_405_lists_every_method(client: TestClient, method: str, path: str, allow: str) -> None:
+    r = client.request(method, path)
+    assert r.status_code == 405
+    assert r.headers["content-type"] == PROBLEM
+    assert r.headers["allow"] == allow
+
+
 def test_options_on_nothing_is_a_404(client: TestClient) -> None:
     r = client.options("/nowhere")
     assert r.status_code == 404

@@ -11,7 +11,7 @@ from app import __version__
 from app.api import problems, server
 from app.api.auth import read_access
 from app.api.middleware import (
-    AnswerOptions,
+    AllowedMethods,
     ContentSecurityPolicy,
     Cors,
     HeadAsGet,
@@ -83,7 +83,7 @@ def create_app(
     # Innermost first: the last added sees the request first.
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(HeadAsGet)
-    app.add_middleware(AnswerOptions, routes=lambda: app.router.routes)
+    app.add_middleware(AllowedMethods, routes=lambda: app.router.routes)
     app.add_middleware(NoCredentialsInUrl)
     app.add_middleware(
         Cors, read_origins=settings.cors_origins, write_origins=settings.cors_write_origins

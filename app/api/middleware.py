@@ -181,10 +181,11 @@ def _vary_origin(send: Send) -> Send:
     return wrapped
 
 
-class AnswerOptions:
-    """``OPTIONS`` on a path (other than a CORS preflight, answered by :class:`Cors`): 204
-    with ``Allow`` listing the methods the path answers; a path nothing answers passes on
-    (to a 404)."""
+class AllowedMethods:
+    """The methods a path answers, said right: ``OPTIONS`` on a path (other than a CORS
+    preflight, answered by :class:`Cors`) is a 204 with ``Allow`` listing them, and a 405
+    lists them all in its ``Allow`` (not only those of the one route the router tried). A
+    path nothing answers passes on (to a 404)."""
 
     def __init__(self, app: ASGIApp, routes: Callable[[], Iterable[BaseRoute]]) -> None:
         self.app = app
@@ -205,14 +206,22 @@ class AnswerOptions:
         return sorted(methods | {"OPTIONS"}) if methods else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "OPTIONS":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
             allowed = self.allowed(scope)
             if allowed:
-                await Response(status_code=204, headers={"Allow": ", ".join(allowed)})(
-                    scope, receive, send
-                )
+                answer = Response(status_code=204, headers={"Allow": ", ".join(allowed)})
+                await answer(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+
+        async def send_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                MutableHeaders(scope=message)["Allow"] = ", ".join(self.allowed(scope))
+            await send(message)
+
+        await self.app(scope, receive, send_allow)
 
 
 class NoCredentialsInUrl:
