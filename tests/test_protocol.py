@@ -295,7 +295,9 @@ def test_html_pages_run_only_allowed_scripts(client: TestClient) -> None:
         assert not re.findall(r"""<(?:script|link|img)[^>]*(?:src|href)=["']https?://""", page)
 
 
-def test_no_server_banner_from_frontline_serve(seeded_engine: Engine) -> None:
+def test_frontline_serve_sends_no_banner_and_logs_no_token(
+    seeded_engine: Engine, tmp_path: Path
+) -> None:
     port = free_port()
     env = {
         **os.environ,
@@ -303,18 +305,25 @@ def test_no_server_banner_from_frontline_serve(seeded_engine: Engine) -> None:
         "AUTO_MIGRATE": "false",
         "AUTO_SEED": "false",
     }
-    command = [sys.executable, "-m", "app", "serve", "--port", str(port), "--log-level", "warning"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(url, process)
-        r = httpx.get(f"{url}/regions", timeout=30)
-        assert r.status_code == 200
-        assert "server" not in r.headers
-        assert r.headers["x-content-type-options"] == "nosniff"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        command = [sys.executable, "-m", "app", "serve", "--port", str(port)]
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_healthy(url, process)
+            r = httpx.get(f"{url}/regions", timeout=30)
+            assert r.status_code == 200
+            assert "server" not in r.headers
+            assert r.headers["x-content-type-options"] == "nosniff"
+            secret = "fat_" + "Hidden" * 7
+            assert httpx.get(f"{url}/regions?access_token={secret}").status_code == 400
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+    written = log.read_text()
+    assert '"GET /regions?access_token=[redacted] HTTP/1.1" 400' in written
+    assert "Hidden" not in written
 
 
 def test_no_server_banner_from_uvicorn(live_server: LiveServer) -> None:
