@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, RowMapping, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.timeutil import now
@@ -107,7 +108,14 @@ class Tokens:
 
     def _record_use(self, token_id: int, at: dt.datetime) -> None:
         """One UPDATE, and only when the recorded use is a minute old: concurrent requests
-        with the same token record it once."""
+        with the same token record it once. Bookkeeping: if it fails (a locked or read-only
+        database), the request goes on and the failure is logged."""
+        try:
+            self._update_last_use(token_id, at)
+        except SQLAlchemyError:
+            logging.getLogger("app").warning("could not record the use of token %s", token_id)
+
+    def _update_last_use(self, token_id: int, at: dt.datetime) -> None:
         with self.engine.begin() as c:
             c.execute(
                 tokens.update()
