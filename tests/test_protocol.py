@@ -126,6 +126,16 @@ def test_no_origin_may_write_by_default(client: TestClient) -> None:
     assert client.post("/observations").status_code == 401
 
 
+def test_the_public_url_is_the_services_own_origin(seeded_engine: Engine) -> None:
+    """Behind a proxy that rewrites Host, the pages of PUBLIC_URL are still the service's own."""
+    settings = Settings(database_url=str(seeded_engine.url), public_url="https://atlas.example/")
+    with TestClient(create_app(settings, engine=seeded_engine)) as c:
+        assert (
+            c.post("/observations", headers={"Origin": "https://atlas.example"}).status_code == 401
+        )
+        assert c.post("/observations", headers={"Origin": DESK}).status_code == 403
+
+
 # --- credentials in URLs and in the access log ---------------------------------------------------
 
 

@@ -86,7 +86,10 @@ def create_app(
     app.add_middleware(AllowedMethods, routes=lambda: app.router.routes)
     app.add_middleware(NoCredentialsInUrl)
     app.add_middleware(
-        Cors, read_origins=settings.cors_origins, write_origins=settings.cors_write_origins
+        Cors,
+        read_origins=settings.cors_origins,
+        write_origins=settings.cors_write_origins,
+        public_url=settings.public_url,
     )
     app.add_middleware(SecurityHeaders, csp=content_security_policy(app))
     server.redact_access_log()

@@ -93,11 +93,16 @@ class Cors:
     """
 
     def __init__(
-        self, app: ASGIApp, read_origins: Sequence[str], write_origins: Sequence[str]
+        self,
+        app: ASGIApp,
+        read_origins: Sequence[str],
+        write_origins: Sequence[str],
+        public_url: str | None = None,
     ) -> None:
         self.app = app
         self.read_origins = frozenset(read_origins)
         self.write_origins = frozenset(write_origins)
+        self.public_netloc = urlsplit(public_url).netloc.lower() if public_url else None
 
     def _allowed(self, origin: str, method: str) -> bool:
         origins = self.read_origins if method in READ_METHODS else self.write_origins
@@ -133,7 +138,7 @@ class Cors:
             await self._preflight(scope, origin, asked.upper(), headers)(scope, receive, send)
             return
         if not self._allowed(origin, method):
-            if method in WRITE_METHODS and not _same_origin(origin, headers):
+            if method in WRITE_METHODS and not self._own(origin, headers):
                 await self._refusal(scope, origin, method)(scope, receive, send)
             else:
                 await self.app(scope, receive, _vary_origin(send))
@@ -151,6 +156,12 @@ class Cors:
 
         await self.app(scope, receive, send_with_cors)
 
+    def _own(self, origin: str, headers: Headers) -> bool:
+        """The page is the service's own (e.g. /docs): its Origin names the host it asked, or
+        the host of PUBLIC_URL (behind a proxy that rewrites Host)."""
+        netloc = urlsplit(origin).netloc.lower()
+        return netloc in (headers.get("host", "").lower(), self.public_netloc)
+
     def _preflight(self, scope: Scope, origin: str, asked: str, headers: Headers) -> Response:
         if not self._allowed(origin, asked):
             return self._refusal(scope, origin, asked)
@@ -165,11 +176,6 @@ class Cors:
         if asked_headers:  # any request header: tokens are sent explicitly, never ambient
             answer["Access-Control-Allow-Headers"] = asked_headers
         return Response(status_code=204, headers=answer)
-
-
-def _same_origin(origin: str, headers: Headers) -> bool:
-    """The page is the service's own (e.g. /docs): its Origin names the host it asked."""
-    return urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
 
 
 def _vary_origin(send: Send) -> Send:
