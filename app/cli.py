@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  API:  http://{shown_host}:{args.port}/")
     print(f"  docs: http://{shown_host}:{args.port}/docs")
     sys.stdout.flush()
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False)
     return 0
 
 
@@ -109,31 +109,38 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_create(args: argparse.Namespace) -> int:
-    from app.domain.tokens import Scope
+    from app.domain.timeutil import isoformat, now
+    from app.domain.tokens import Scope, expiry
 
+    expires_at = expiry(args.expires, now()) if args.expires else None
     db = _db()
     db.upgrade()  # a token is often the first thing made on a new database
     with db.write() as unit:
-        token = unit.tokens.create(args.name, Scope(args.scope))
+        token = unit.tokens.create(args.name, Scope(args.scope), expires_at)
     print(token)
+    until = f"expires {isoformat(expires_at)}" if expires_at else "does not expire"
     print(
-        f"Token {args.name!r} (scope {args.scope}). It is shown this once and stored only as a "
-        "hash: keep it now. Send it as 'Authorization: Bearer <token>'.",
+        f"Token {args.name!r} (scope {args.scope}, {until}). It is shown this once and stored "
+        "only as a hash: keep it now. Send it as 'Authorization: Bearer <token>'.",
         file=sys.stderr,
     )
     return 0
 
 
 def cmd_tokens_list(args: argparse.Namespace) -> int:
-    from app.domain.timeutil import isoformat
+    from app.domain.timeutil import isoformat, now
 
     with _db().read() as unit:
         found = unit.tokens.list()
     if not found:
         print("no tokens yet: frontline tokens create --name NAME --scope write|admin")
+        return 0
+    at = now()
+    print("name\tscope\tstate\tcreated\texpires\tlast_used")  # tab-separated, for cut -f
     for t in found:
-        state = f"revoked {isoformat(t.revoked_at)}" if t.revoked_at else "active"
-        print(f"{t.name}\t{t.scope.value}\tcreated {isoformat(t.created_at)}\t{state}")
+        state = "revoked" if t.revoked_at else "expired" if t.expired(at) else "active"
+        when = [isoformat(t.created_at), isoformat(t.expires_at), isoformat(t.last_used_at)]
+        print("\t".join([t.name, t.scope.value, state, *(w or "never" for w in when)]))
     return 0
 
 
@@ -188,10 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["write", "admin"],
         help="write: observations; admin: also sources, parties, region boundaries",
     )
-    create.set_defaults(func=cmd_tokens_create)
-    token_commands.add_parser("list", help="list tokens (names, scopes, state)").set_defaults(
-        func=cmd_tokens_list
+    create.add_argument(
+        "--expires",
+        metavar="WHEN",
+        help="when the token stops working: a span from now (90d, 12h, 30m, 2w), a date "
+        "(2026-12-31: the end of that day, UTC) or a date-time; default: never (until revoked)",
     )
+    create.set_defaults(func=cmd_tokens_create)
+    token_commands.add_parser(
+        "list", help="list tokens: name, scope, state, created, expires, last used"
+    ).set_defaults(func=cmd_tokens_list)
     revoke = token_commands.add_parser("revoke", help="revoke a token by name")
     revoke.add_argument("name", help="the token's name")
     revoke.set_defaults(func=cmd_tokens_revoke)

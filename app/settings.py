@@ -40,7 +40,12 @@ class Settings(BaseSettings):
     )
     cors_origins: list[str] = Field(
         default=["*"],
-        description="Origins allowed to read the API from a browser (map front-ends).",
+        description="Origins allowed to read the API from a browser (map front-ends); `*` is any.",
+    )
+    cors_write_origins: list[str] = Field(
+        default=[],
+        description="Origins allowed to write (POST, PUT, DELETE) from a browser; none by "
+        "default. A write whose Origin is neither listed nor the service's own is refused.",
     )
     require_token_for_reads: bool = Field(
         default=False, description="Reads need a bearer token too (any scope); writes always do."

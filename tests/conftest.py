@@ -216,12 +216,15 @@ def wait_until_healthy(url: str, process: subprocess.Popen[Any], seconds: float 
 
 
 @contextmanager
-def serve(engine: Engine, backend: str, workers: int = 1, **settings: Any) -> Iterator[LiveServer]:
+def serve(
+    engine: Engine, backend: str, workers: int = 1, log: Path | None = None, **settings: Any
+) -> Iterator[LiveServer]:
     """Run ``uvicorn`` in its own process on the engine's database for the duration of the
     block. A process, not a thread: clients that run inside the test process (pyogrio's GDAL)
     may hold the GIL while they wait for the server. ``settings`` become environment variables
     (``items_max_limit=3`` -> ``ITEMS_MAX_LIMIT=3``); ``workers`` > 1 runs that many server
-    processes on one port, as a deployment would."""
+    processes on one port, as a deployment would. With ``log``, the server logs at level
+    info, access log included, into that file."""
     port = free_port()
     env = {
         **os.environ,
@@ -231,10 +234,18 @@ def serve(engine: Engine, backend: str, workers: int = 1, **settings: Any) -> It
         **{name.upper(): str(value) for name, value in settings.items()},
     }
     command = [sys.executable, "-m", "uvicorn", "app.api.app:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    command += ["--log-level", "warning" if log is None else "info"]
     if workers > 1:
         command += ["--workers", str(workers)]
-    process = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+    output = None if log is None else log.open("w")
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, process)
@@ -245,6 +256,8 @@ def serve(engine: Engine, backend: str, workers: int = 1, **settings: Any) -> It
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        if output is not None:
+            output.close()
 
 
 @pytest.fixture(scope="session")

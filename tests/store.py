@@ -15,9 +15,11 @@ from shapely.geometry import MultiPolygon
 from sqlalchemy import Engine
 
 from app.domain.model import NewObservation, Party, Piece, Region, Source
+from app.domain.tokens import Scope
 from app.storage.database import Database
 from app.storage.observations import WriteResult
 from app.storage.pieces import PieceFilter
+from app.storage.tokens import TokenInfo
 from app.storage.unit import UnitOfWork
 
 
@@ -77,3 +79,23 @@ class Store:
 
     def history(self, region: str, flt: PieceFilter, *args: Any, **kwargs: Any) -> list[Piece]:
         return self._read("pieces.history", region, flt, *args, **kwargs)  # type: ignore[no-any-return]
+
+
+class StoreTokens:
+    """``unit.tokens``, one unit per call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.db = Database(engine)
+
+    def create(self, name: str, scope: Scope, expires_at: dt.datetime | None = None) -> str:
+        with self.db.write() as unit:
+            return unit.tokens.create(name, scope, expires_at)
+
+    def list(self) -> list[TokenInfo]:
+        with self.db.read() as unit:
+            return unit.tokens.list()
+
+    def revoke(self, name: str) -> None:
+        with self.db.write() as unit:
+            unit.tokens.revoke(name)

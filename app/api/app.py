@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
 from sqlalchemy import Engine
 
 from app import __version__
-from app.api import problems
+from app.api import problems, server
 from app.api.auth import read_access
 from app.api.caching import HttpCache
-from app.api.middleware import HeadAsGet
+from app.api.middleware import (
+    AllowedMethods,
+    ContentSecurityPolicy,
+    Cors,
+    HeadAsGet,
+    NoCredentialsInUrl,
+    SecurityHeaders,
+)
+from app.api.ogc import openapi
 from app.api.ogc import routes as ogc
 from app.api.routes import admin, exports, meta, observations, regions
 from app.settings import Settings, get_settings
@@ -75,15 +83,21 @@ def create_app(
     )
     app.state.settings = settings
     app.state.database = db
+    # Innermost first: the last added sees the request first.
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(HttpCache, db=db, settings=settings)  # outside gzip: keeps it encoded
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE"],
-        allow_headers=["*"],
-    )
     app.add_middleware(HeadAsGet)
+    app.add_middleware(AllowedMethods, routes=lambda: app.router.routes)
+    app.add_middleware(NoCredentialsInUrl)
+    app.add_middleware(
+        Cors,
+        read_origins=settings.cors_origins,
+        write_origins=settings.cors_write_origins,
+        public_url=settings.public_url,
+    )
+    app.add_middleware(SecurityHeaders, csp=content_security_policy(app))
+    server.redact_access_log()
+    server.drop_server_banner()
     problems.install(app)
     reads = [Depends(read_access)]  # public unless REQUIRE_TOKEN_FOR_READS
     app.include_router(meta.router)
@@ -92,4 +106,20 @@ def create_app(
     app.include_router(exports.router, dependencies=reads)
     app.include_router(observations.router)
     app.include_router(admin.router)
+    openapi.declare_problems(app)
     return app
+
+
+def content_security_policy(app: FastAPI) -> ContentSecurityPolicy:
+    """The HTML pages' policy, with the inline script of the Swagger UI page at /docs (as
+    FastAPI renders it) allowed by its hash."""
+    csp = ContentSecurityPolicy()
+    docs = get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title=f"{app.title} - Swagger UI",
+        oauth2_redirect_url=app.swagger_ui_oauth2_redirect_url,
+        init_oauth=app.swagger_ui_init_oauth,
+        swagger_ui_parameters=app.swagger_ui_parameters,
+    )
+    csp.allow_inline_scripts(bytes(docs.body).decode())
+    return csp

@@ -103,11 +103,12 @@ class Database:
 
     @contextmanager
     def write(
-        self, recorded_by: str | None = None, *, dry_run: bool = False
+        self, recorded_by: str | None = None, *, dry_run: bool = False, changes_answers: bool = True
     ) -> Iterator[UnitOfWork]:
         """A unit for writing: everything done in it commits together when the block ends, or
         nothing does (any exception; always, with ``dry_run``). Derived pieces are brought up to
-        date before the commit."""
+        date before the commit, and the data version is bumped unless the write is bookkeeping
+        that no answer shows (``changes_answers=False``)."""
         options = {dialect.WRITE: True}
         with self._engine.connect().execution_options(**options) as connection:
             transaction = connection.begin()
@@ -115,7 +116,7 @@ class Database:
                 unit = UnitOfWork(connection, recorded_by)
                 yield unit
                 unit.derived.flush()
-                if not dry_run:
+                if changes_answers and not dry_run:
                     unit.bump_data_version()
             except BaseException:
                 transaction.rollback()

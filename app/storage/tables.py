@@ -176,6 +176,8 @@ tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),  # sha256; never the token
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("expires_at", UTCDateTime(), nullable=True),  # none: until revoked
+    Column("last_used_at", UTCDateTime(), nullable=True),  # to the minute, see Tokens
 )
 
 idempotency_keys = Table(

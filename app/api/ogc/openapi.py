@@ -1,4 +1,7 @@
-"""The API definition as OpenAPI 3.0, for the landing page's ``service-desc`` (conformance
+"""The API definitions: the problems every operation can answer, declared once (for FastAPI's
+3.1 document and so for both), and the conversion to OpenAPI 3.0.
+
+The API definition as OpenAPI 3.0, for the landing page's ``service-desc`` (conformance
 class `oas30`). FastAPI writes OpenAPI 3.1 (``/openapi.json``); OGC clients such as GDAL and
 QGIS, and the OGC test suite, read 3.0. The differences in what FastAPI emits are few and
 mechanical (null in ``anyOf``/``type``, ``examples`` lists, ``const``, numeric exclusive
@@ -8,9 +11,152 @@ bounds), and the result is checked against the 3.0 schema by the tests.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
+
+from app.api.auth import Require, read_access
+from app.api.middleware import WRITE_METHODS, route_table
+from app.api.problems import PROBLEM_MEDIA_TYPE
+
 OPENAPI_30_MEDIA_TYPE = "application/vnd.oai.openapi+json;version=3.0"
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details. `detail` says what to change; `type` links to "
+    "what the problem means. Some problems add members, e.g. `parameter`, `known`, "
+    "`invalid_params`, `pointer`, `limit`.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "URL of the problem type (/problems/...)."},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "The path that was asked for."},
+    },
+    "additionalProperties": True,
+}
+SECURITY_SCHEME = "bearerToken"
+PROBLEMS: dict[int, str] = {
+    400: "A parameter cannot be understood, or a credential was sent in the URL.",
+    401: "No valid bearer token: missing, unknown, revoked or expired.",
+    403: "The token is valid but its scope does not allow this.",
+    404: "Nothing there: an unknown region, collection, feature, observation or code.",
+    409: "The request contradicts the record as it stands (e.g. it was already corrected).",
+    413: "The body is larger than the service accepts (MAX_BODY_BYTES).",
+    415: "The body is not sent as application/json or application/geo+json.",
+    422: "The body cannot be stored as it is. Nothing was written.",
+}
+
+
+def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for sub in dependant.dependencies:
+        yield from _dependants(sub)
+
+
+def problem_statuses(route: Any, method: str, tokens_for_reads: bool) -> list[int]:
+    """The error statuses an operation can answer, from what it depends on:
+
+    - every operation: 400 (an unknown or malformed parameter, a credential in the URL);
+    - with a path parameter: 404 (what it names may not exist);
+    - with a token (a :class:`Require` dependency, or reads when REQUIRE_TOKEN_FOR_READS):
+      401, and 403 for a scope;
+    - writes (POST, PUT, PATCH, DELETE): 409, 413, 415, 422.
+    """
+    dependants = list(_dependants(route.dependant))
+    calls = [d.call for d in dependants]
+    statuses = {400}
+    if any(d.path_params for d in dependants):
+        statuses.add(404)
+    if any(isinstance(c, Require) for c in calls):
+        statuses |= {401, 403}
+    elif tokens_for_reads and read_access in calls:
+        statuses.add(401)
+    if method.upper() in WRITE_METHODS:
+        statuses |= {409, 413, 415, 422}
+    return sorted(statuses)
+
+
+def _required_scope(route: Any) -> str | None:
+    for dependant in _dependants(route.dependant):
+        if isinstance(dependant.call, Require):
+            return dependant.call.scope.value
+    return None
+
+
+def add_problems(
+    document: dict[str, Any], routes: Iterable[BaseRoute], tokens_for_reads: bool
+) -> None:
+    """Declare on every operation of ``document`` its :func:`problem_statuses` as
+    ``application/problem+json`` of the one ``Problem`` schema (in place of FastAPI's
+    ``422 HTTPValidationError``, which this service never sends), and its bearer token."""
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token from `frontline tokens create`, sent as "
+        "`Authorization: Bearer <token>`; never in the URL.",
+    }
+    problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for route in route_table(routes):
+        if not isinstance(getattr(route, "original_route", route), APIRoute):
+            continue
+        if not route.include_in_schema:
+            continue
+        scope = _required_scope(route)
+        for method in route.methods or ():
+            operation = document["paths"].get(route.path_format, {}).get(method.lower())
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            _declare_html(operation)
+            if "HTTPValidationError" in str(responses.get("422", "")):
+                del responses["422"]
+            for status in problem_statuses(route, method, tokens_for_reads):
+                responses.setdefault(str(status), {"description": PROBLEMS[status]})
+                responses[str(status)]["content"] = problem
+            if scope is not None or (tokens_for_reads and "401" in responses):
+                operation["security"] = [{SECURITY_SCHEME: []}]
+            if scope is not None:
+                operation["x-token-scope"] = scope
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if unused not in str(document["paths"]):
+            schemas.pop(unused, None)
+
+
+def _declare_html(operation: dict[str, Any]) -> None:
+    """An operation that takes ``f=html`` answers HTML too: say so in its 200."""
+    takes_html = any(
+        p.get("name") == "f" and "html" in str(p.get("schema", {}))
+        for p in operation.get("parameters", [])
+    )
+    ok = operation.get("responses", {}).get("200")
+    if takes_html and ok is not None:
+        ok.setdefault("content", {}).setdefault("text/html", {"schema": {"type": "string"}})
+
+
+def declare_problems(app: FastAPI) -> None:
+    """Have ``app.openapi()`` (``/openapi.json``, and ``/api`` made from it) declare every
+    operation's problems, once, when the document is first made."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            tokens_for_reads = bool(app.state.settings.require_token_for_reads)
+            add_problems(generate(), app.routes, tokens_for_reads)
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _is_null(schema: Any) -> bool:
