@@ -54,6 +54,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Most features per page; a larger `limit` is clamped to it, not refused.",
     )
+    basemap_url: str | None = Field(
+        default=None,
+        description="XYZ raster tile URL ({z}/{x}/{y}) for a base map under the viewer at /map; "
+        "none: the region boundaries are the base layer.",
+    )
+    basemap_attribution: str | None = Field(
+        default=None, description="Attribution shown with the base map (required by most)."
+    )
     public_url: str | None = Field(
         default=None, description="External base URL, when the service runs behind a proxy."
     )

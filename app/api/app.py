@@ -8,7 +8,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from sqlalchemy import Engine
 
 from app import __version__
-from app.api import problems
+from app.api import problems, viewer
 from app.api.auth import read_access
 from app.api.middleware import HeadAsGet
 from app.api.ogc import routes as ogc
@@ -57,6 +57,8 @@ def create_app(
         title="Frontline Atlas",
         version=__version__,
         description=DESCRIPTION,
+        docs_url=None,  # served from the package by app.api.viewer, so they work offline
+        redoc_url=None,
         openapi_tags=[
             {"name": "regions", "description": "Regions and the claims about their ground."},
             {"name": "observations", "description": "Write, correct, retract; read history."},
@@ -82,6 +84,7 @@ def create_app(
     app.add_middleware(HeadAsGet)
     problems.install(app)
     reads = [Depends(read_access)]  # public unless REQUIRE_TOKEN_FOR_READS
+    viewer.install(app)
     app.include_router(meta.router)
     app.include_router(ogc.router, dependencies=reads)
     app.include_router(regions.router, dependencies=reads)

@@ -72,6 +72,9 @@ OBSERVATION_QUERYABLES: dict[str, dict[str, Any]] = {
 }
 
 
+AGE_DAYS = _number("Age of the observation at the moment asked for, days (items only)")
+
+
 @dataclass(frozen=True)
 class ItemQuery:
     """What the property parameters, ``datetime``, ``bbox`` and ``known_at`` ask for."""
@@ -236,7 +239,7 @@ class Control(Collection):
         "area_km2": _number("Geodesic area of the piece, km²"),
         "geometry": GEOMETRY_QUERYABLE,
     }
-    schema = queryables
+    schema: ClassVar[dict[str, dict[str, Any]]] = {**queryables, "age_days": AGE_DAYS}
     parameters = ("region", "party", "status", "source", "account")
 
     def candidates(self, repo: Repository, query: ItemQuery) -> list[Item]:
@@ -296,6 +299,7 @@ class Observations(Collection):
     }
     schema: ClassVar[dict[str, dict[str, Any]]] = {
         **queryables,
+        "age_days": AGE_DAYS,
         "regions": {"title": "Regions it concerns", "type": "array", "items": {"type": "string"}},
         "areas_km2": {
             "title": "Measured area in each region, km²",

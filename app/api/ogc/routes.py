@@ -8,6 +8,7 @@ asked for, not those whose one timestamp falls inside it.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -20,12 +21,20 @@ from app.api.ogc import html
 from app.api.ogc.collections import COLLECTIONS, Collection, Item, ItemQuery
 from app.api.ogc.filters import CRS84, parse_bbox, parse_filter
 from app.api.ogc.openapi import OPENAPI_30_MEDIA_TYPE, openapi_30, with_concrete_paths
-from app.api.params import KnownAt, known_moment, piece_filter, region_codes
+from app.api.params import (
+    KnownAt,
+    MaxAge,
+    known_moment,
+    max_age_span,
+    piece_filter,
+    region_codes,
+)
 from app.api.responses import GEOJSON_MEDIA_TYPE, JSON, GeoJSON
 from app.api.serialize import ILLUSTRATIVE_NOTICE, jsonable
+from app.api.viewer import viewer_page
 from app.domain import geometry as geo
 from app.domain.errors import InvalidParameter, NotFound
-from app.domain.timeutil import isoformat, now, parse_window
+from app.domain.timeutil import Window, age_days, fresh, isoformat, now, parse_window
 from app.settings import Settings
 from app.storage.repository import chunks
 
@@ -65,6 +74,7 @@ ITEMS_PARAMETERS = {
     "filter-lang",
     "filter-crs",
     "known_at",
+    "max_age",
     "f",
 }
 
@@ -161,14 +171,22 @@ def _collection(collection_id: str) -> Collection:
 # --- landing, conformance, API definition -----------------------------------------------------
 
 
-@router.get("/", summary="Landing page: what this service is, and where to go next")
+@router.get(
+    "/",
+    summary="Landing page: what this service is, and where to go next",
+    description="JSON for programs; a browser (HTML preferred in `Accept`, no `f`) gets the map "
+    "viewer (also at `/map`); `f=html` gives this landing page as HTML.",
+)
 def landing(request: Request, f: Format = None) -> Response:
+    if f is None and wants_html(request, None):
+        return viewer_page(request)
     base = base_url(request)
     links = [
         *self_links(request),
         link(f"{base}/api", "service-desc", OPENAPI_30_MEDIA_TYPE, "API definition (OpenAPI 3.0)"),
         link(f"{base}/openapi.json", "service-desc", JSON_TYPE, "API definition (OpenAPI 3.1)"),
         link(f"{base}/docs", "service-doc", HTML_TYPE, "API documentation"),
+        link(f"{base}/map", "related", HTML_TYPE, "Map viewer"),
         link(f"{base}/conformance", "conformance", JSON_TYPE, "Conformance classes"),
         link(f"{base}/conformance", OGC_REL + "conformance", JSON_TYPE, "Conformance classes"),
         link(f"{base}/collections", "data", JSON_TYPE, "Feature collections"),
@@ -383,6 +401,25 @@ def _page_links(
     return links
 
 
+def _aged(candidates: list[Item], window: Window | None, oldest: dt.timedelta | None) -> list[Item]:
+    """Each feature's ``age_days`` at the moment asked for (an instant; for an interval its end
+    or, when earlier, the moment the feature left force; without ``datetime``, now), leaving out
+    those older than ``max_age`` all through the window (without ``datetime``: now)."""
+    instant = window is not None and window[0] == window[1]
+    start, end = window if window is not None else (now(), None)
+    end = end or now()
+    kept = []
+    for item in candidates:
+        valid_from = item.values["valid_from"]
+        if not fresh(valid_from, start, oldest):
+            continue
+        until = item.values.get("valid_until")
+        at = end if instant or until is None else min(end, until)
+        item.values["age_days"] = age_days(valid_from, at)
+        kept.append(item)
+    return kept
+
+
 @router.get(
     "/collections/{collectionId}/items",
     response_class=GeoJSON,
@@ -419,10 +456,12 @@ def items(
         list[str] | None, Query(description="Only sources speaking for these parties.")
     ] = None,
     known_at: KnownAt = None,
+    max_age: MaxAge = None,
     f: Format = None,
 ) -> Response:
     coll = _collection(collection_id)
     _check_parameters(request, coll)
+    oldest = max_age_span(max_age)
     as_html = wants_html(request, f)
     settings = _settings(request)
     if limit is not None and limit < 1:
@@ -443,6 +482,8 @@ def items(
     candidates = coll.candidates(repo, query)
     matched: list[Item] = []
     spatial = area is not None or (cql is not None and cql.spatial)
+    if coll.temporal:
+        candidates = _aged(candidates, window, oldest)
     for chunk in chunks(candidates):
         if spatial:
             coll.load_geometries(repo, chunk)

@@ -17,6 +17,7 @@ from app.api.params import (
     At,
     From,
     KnownAt,
+    MaxAge,
     Parties,
     PartyOne,
     Sources,
@@ -25,15 +26,17 @@ from app.api.params import (
     To,
     default_now,
     known_moment,
+    max_age_span,
     moment,
     ordered_range,
     piece_filter,
+    span_days,
 )
 from app.api.responses import JSON, GeoJSON, csv_response
 from app.domain import asof
 from app.domain import geometry as geo
 from app.domain.model import Status
-from app.domain.timeutil import isoformat
+from app.domain.timeutil import fresh, isoformat
 from app.storage.repository import PieceFilter
 
 router = APIRouter(prefix="/regions", tags=["regions"])
@@ -82,7 +85,8 @@ def get_region(slug: Slug, repo: Repo, known_at: KnownAt = None) -> GeoJSON:
         "service never picks a winner. An observation is in force from its `valid_from` until the "
         "earlier of its `valid_to` and the same source's next observation (`valid_until`). "
         "Observations that give only a reported figure and no polygon come as features with a "
-        "null geometry. Features flagged `illustrative` are schematic, not surveyed."
+        "null geometry. Features flagged `illustrative` are schematic, not surveyed. Each "
+        "feature says its age at `at` (`age_days`); `max_age` leaves out the older ones."
     ),
 )
 def control(
@@ -94,14 +98,22 @@ def control(
     source: Sources = None,
     account: Accounts = None,
     known_at: KnownAt = None,
+    max_age: MaxAge = None,
 ) -> GeoJSON:
     known = known_moment(known_at)
     region = repo.region(slug, with_boundary=False, known_at=known)
     moment_ = moment(at, "at", default_now())
+    oldest = max_age_span(max_age)
     flt = piece_filter(repo, party, status, source, account)
     pieces = repo.in_force(region.slug, moment_, flt, known_at=known)
-    features = [out.piece_feature(p) for p in asof.chronological(pieces)]
-    members = {"region": region.slug, "at": isoformat(moment_), "known_at": isoformat(known)}
+    pieces = [p for p in pieces if fresh(p.valid_from, moment_, oldest)]
+    features = [out.piece_feature(p, moment_) for p in asof.chronological(pieces)]
+    members = {
+        "region": region.slug,
+        "at": isoformat(moment_),
+        "max_age_days": span_days(oldest),
+        "known_at": isoformat(known),
+    }
     return GeoJSON(out.feature_collection(features, **members))
 
 
@@ -295,12 +307,15 @@ def change_geometry(q: Series, moments: TwoMoments, repo: Repo) -> GeoJSON:
         "For each (source, status, basis), the observation in force at `at`: its area (measured "
         "from its polygon, else reported), date, age and citation, sorted from the highest figure "
         "to the lowest. `spread` is the gap between the highest and lowest figure, leaving out "
-        "illustrations. `age_days` shows how old each source's latest word is."
+        "illustrations. `age_days` shows how old each source's latest word is; `max_age` "
+        "leaves out the claims older than that (and so out of the spread)."
     ),
 )
-def claims(q: Series, repo: Repo, at: At = None) -> JSON:
+def claims(q: Series, repo: Repo, at: At = None, max_age: MaxAge = None) -> JSON:
     moment_ = moment(at, "at", default_now())
+    oldest = max_age_span(max_age)
     pieces = repo.in_force(q.region, moment_, q.flt, with_geometry=False, known_at=q.known_at)
+    pieces = [p for p in pieces if fresh(p.valid_from, moment_, oldest)]
     names = {s.slug: s.name for s in repo.sources()}
     ordered = sorted(
         pieces, key=lambda p: (p.best_area_km2 is None, -(p.best_area_km2 or 0.0), p.source)
@@ -308,6 +323,7 @@ def claims(q: Series, repo: Repo, at: At = None) -> JSON:
     return JSON(
         q.head(
             at=isoformat(moment_),
+            max_age_days=span_days(oldest),
             claims=[out.claim_json(p, moment_, names) for p in ordered],
             spread=out.spread_json(asof.spread(pieces)),
         )
