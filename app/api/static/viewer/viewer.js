@@ -48,14 +48,14 @@
 
   const maxAgeParam = () => (state.maxAge ? `P${state.maxAge}D` : null);
 
-  function controlURL() {
+  function controlURL(at = state.at) {
     const params = new URLSearchParams();
     if (state.region) {
-      params.set("at", state.at);
+      params.set("at", at);
       if (maxAgeParam()) params.set("max_age", maxAgeParam());
       return `/regions/${encodeURIComponent(state.region)}/control?${params}`;
     }
-    params.set("datetime", state.at);
+    params.set("datetime", at);
     params.set("limit", "1000");
     if (maxAgeParam()) params.set("max_age", maxAgeParam());
     return `/collections/control/items?${params}`;
@@ -108,6 +108,7 @@
     style: style(),
     center: [33.5, 49.5],
     zoom: 4.6,
+    fadeDuration: 0, // no symbol layers to fade: repaint at once
     attributionControl: { compact: false },
     canvasContextAttributes: { preserveDrawingBuffer: true }, // lets tests and users save pixels
   });
@@ -260,7 +261,8 @@
   function setAt(date) {
     if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) return Promise.resolve();
     state.at = date;
-    return render();
+    data.pending = render(); // what a test waits for before it waits for the map's `idle`
+    return data.pending;
   }
 
   async function render() {
@@ -269,7 +271,7 @@
     writeHash();
     let collection;
     try {
-      collection = state.region ? await getJSON(controlURL()) : await getAllFeatures(controlURL());
+      collection = await fetchMoment(state.at);
     } catch (error) {
       $("status").innerHTML = `<span class="warn">${esc(error.message)}</span>`;
       return;
@@ -280,6 +282,16 @@
     applyFilters();
     describe(collection.features);
     if (state.region) renderRegionPanel(token);
+    prefetchNeighbours();
+  }
+
+  const fetchMoment = (at) => (state.region ? getJSON(controlURL(at)) : getAllFeatures(controlURL(at)));
+
+  function prefetchNeighbours() {
+    // The slider's next and previous stops, so that a step finds its data in the cache.
+    const next = data.dates.find((d) => d > state.at);
+    const previous = data.dates.findLast((d) => d < state.at);
+    for (const at of [next, previous]) if (at) fetchMoment(at).catch(() => {});
   }
 
   function describe(features) {
@@ -479,7 +491,8 @@
       $("change-result").innerHTML = `<p class="warn">${esc(error.message)}</p>`;
       return;
     }
-    map.getSource("change").setData({ type: "FeatureCollection", features: body.features.filter((f) => f.geometry) });
+    data.changes = body.features.filter((f) => f.geometry);
+    map.getSource("change").setData({ type: "FeatureCollection", features: data.changes });
     const rows = body.features.map((f) => `<tr><td>${esc(sourceName(f.properties.source))}${f.properties.illustrative ? " (schematic)" : ""}</td><td>${esc(f.properties.change)}</td><td class="num">${km2(f.properties.area_km2)}</td></tr>`).join("");
     const skipped = body.skipped.map((s) => esc(sourceName(s.source))).join(", ");
     $("change-result").innerHTML = `<table><tr><th>source</th><th>change</th><th>area</th></tr>${rows}</table>${skipped ? `<p class="small">No polygons to compare (figures only): ${skipped}.</p>` : ""}`;
