@@ -281,8 +281,12 @@
     map.getSource("control").setData({ type: "FeatureCollection", features: collection.features.filter((f) => f.geometry) });
     applyFilters();
     describe(collection.features);
-    if (state.region) renderRegionPanel(token);
-    prefetchNeighbours();
+    // The panel and the prefetches wait until the map has drawn the moment: the map first.
+    map.once("idle", () => {
+      if (token !== renderToken) return;
+      if (state.region) renderRegionPanel(token);
+      prefetchNeighbours();
+    });
   }
 
   const fetchMoment = (at) => (state.region ? getJSON(controlURL(at)) : getAllFeatures(controlURL(at)));
