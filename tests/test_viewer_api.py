@@ -3,10 +3,15 @@ content negotiation of ``/``, claims' ages and ``max_age``, and QGIS's open-star
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from app.api.app import create_app
+from app.settings import Settings
 
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
@@ -100,3 +105,20 @@ def test_qgis_open_start_year_0000_is_accepted(client: TestClient) -> None:
     ids = [f["id"] for f in qgis.json()["features"]]
     assert ids == [f["id"] for f in open_start.json()["features"]]
     assert len(ids) == 4  # three reported figures and the August illustration
+
+
+def test_a_configured_base_map_reaches_the_viewer(seeded_engine: Engine) -> None:
+    url = "https://tiles.example/{z}/{x}/{y}.png"
+    settings = Settings(
+        database_url=str(seeded_engine.url),
+        basemap_url=url,
+        basemap_attribution="© Example </script> contributors",
+    )
+    with TestClient(create_app(settings, engine=seeded_engine)) as client:
+        page = client.get("/map").text
+    config = re.search(r'<script id="atlas-config" type="application/json">(.*?)</script>', page)
+    assert config is not None
+    assert json.loads(config.group(1)) == {
+        "basemap_url": url,
+        "basemap_attribution": "© Example </script> contributors",
+    }
