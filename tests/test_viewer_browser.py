@@ -30,6 +30,7 @@ from tests.conftest import LiveServer
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -249,7 +250,9 @@ def test_kursk_through_time_by_its_pixels(browser: WebDriver, live_server: LiveS
     )
 
 
-def test_illustrations_are_off_until_asked_for(browser: WebDriver, live_server: LiveServer) -> None:
+def test_illustrations_are_off_until_asked_for_and_keys_step_through_time(
+    browser: WebDriver, live_server: LiveServer
+) -> None:
     open_viewer(browser, f"{live_server.url}/map#at=2024-08-31&region=kursk")
     assert drawn(browser) == []
     assert not is_ua_blue(mean_colour(browser, *SUDZHA))
@@ -259,6 +262,18 @@ def test_illustrations_are_off_until_asked_for(browser: WebDriver, live_server: 
     assert len(drawn(browser)) == 1
     assert is_ua_blue(mean_colour(browser, *SUDZHA))
     assert "illustrative=1" in browser.execute_script("return location.hash")
+
+    # the keyboard: arrows step between the dates on which sources changed, Home and End
+    body = browser.find_element("tag name", "body")
+    browser.execute_script("document.activeElement.blur()")
+    for key, expected in ((Keys.ARROW_RIGHT, "2024-11-23"), (Keys.END, "2025-04-26")):
+        body.send_keys(key)
+        run_async(browser, "await atlas.data.pending; await atlas.whenIdle();")
+        assert browser.find_element("id", "date").get_attribute("value") == expected
+    body.send_keys(Keys.HOME)
+    run_async(browser, "await atlas.data.pending;")
+    assert browser.find_element("id", "date").get_attribute("value") == "2024-08-12"
+    assert drawn(browser) == []
 
 
 def test_the_region_panel_sets_claims_side_by_side_and_one_step_line_per_source(
