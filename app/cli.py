@@ -35,7 +35,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, prepare_database=True)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"Frontline Atlas {__version__} on {_url_for_humans()}")
-    print(f"  API:  http://{shown_host}:{args.port}/")
+    print(f"  map:  http://{shown_host}:{args.port}/  (in a browser; also /map)")
+    print(f"  API:  http://{shown_host}:{args.port}/?f=html")
     print(f"  docs: http://{shown_host}:{args.port}/docs")
     sys.stdout.flush()
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False)

@@ -84,6 +84,14 @@ class Settings(BaseSettings):
         description="How often a worker reads the data version from the database: a write made "
         "through another process is seen by this one's cache within that time.",
     )
+    basemap_url: str | None = Field(
+        default=None,
+        description="XYZ raster tile URL ({z}/{x}/{y}) for a base map under the viewer at /map; "
+        "none: the region boundaries are the base layer.",
+    )
+    basemap_attribution: str | None = Field(
+        default=None, description="Attribution shown with the base map (required by most)."
+    )
     public_url: str | None = Field(
         default=None, description="External base URL, when the service runs behind a proxy."
     )

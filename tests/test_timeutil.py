@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from app.domain.errors import InvalidParameter
-from app.domain.timeutil import isoformat, parse_moment, parse_window
+from app.domain.timeutil import isoformat, parse_days, parse_moment, parse_window
 
 UTC = dt.UTC
 
@@ -75,3 +75,26 @@ def test_bad_windows(text: str) -> None:
     with pytest.raises(InvalidParameter) as info:
         parse_window(text)
     assert info.value.parameter == "datetime"
+
+
+@pytest.mark.parametrize(
+    ("text", "days"), [("P30D", 30), ("p7d", 7), ("P4W", 28), ("30", 30), ("0.5", 0.5)]
+)
+def test_parse_days(text: str, days: float) -> None:
+    assert parse_days(text, "max_age") == dt.timedelta(days=days)
+
+
+@pytest.mark.parametrize("text", ["", "P1M", "PT5H", "-3", "thirty", "P30"])
+def test_parse_days_refuses_what_is_not_days(text: str) -> None:
+    with pytest.raises(InvalidParameter, match="P30D"):
+        parse_days(text, "max_age")
+
+
+@pytest.mark.parametrize(
+    "start", ["0000-01-01T00:00:00Z", "0000-01-01", "0000-01-01T00:00:00+00:00"]
+)
+def test_year_0000_opens_an_interval_as_qgis_sends_it(start: str) -> None:
+    assert parse_window(f"{start}/2024-09-15T23:59:59Z") == (
+        None,
+        dt.datetime(2024, 9, 15, 23, 59, 59, tzinfo=UTC),
+    )

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
 from sqlalchemy import Engine
 
 from app import __version__
-from app.api import problems, server
+from app.api import problems, server, viewer
 from app.api.auth import read_access
 from app.api.caching import HttpCache
 from app.api.middleware import (
@@ -68,6 +67,8 @@ def create_app(
         title="Frontline Atlas",
         version=__version__,
         description=DESCRIPTION,
+        docs_url=None,  # served from the package by app.api.viewer, so they work offline
+        redoc_url=None,
         openapi_tags=[
             {"name": "regions", "description": "Regions and the claims about their ground."},
             {"name": "observations", "description": "Write, correct, retract; read history."},
@@ -95,11 +96,12 @@ def create_app(
         write_origins=settings.cors_write_origins,
         public_url=settings.public_url,
     )
-    app.add_middleware(SecurityHeaders, csp=content_security_policy(app))
+    app.add_middleware(SecurityHeaders, csp=content_security_policy(app, settings))
     server.redact_access_log()
     server.drop_server_banner()
     problems.install(app)
     reads = [Depends(read_access)]  # public unless REQUIRE_TOKEN_FOR_READS
+    viewer.install(app)
     app.include_router(meta.router)
     app.include_router(ogc.router, dependencies=reads)
     app.include_router(regions.router, dependencies=reads)
@@ -110,16 +112,9 @@ def create_app(
     return app
 
 
-def content_security_policy(app: FastAPI) -> ContentSecurityPolicy:
-    """The HTML pages' policy, with the inline script of the Swagger UI page at /docs (as
-    FastAPI renders it) allowed by its hash."""
-    csp = ContentSecurityPolicy()
-    docs = get_swagger_ui_html(
-        openapi_url=app.openapi_url or "/openapi.json",
-        title=f"{app.title} - Swagger UI",
-        oauth2_redirect_url=app.swagger_ui_oauth2_redirect_url,
-        init_oauth=app.swagger_ui_init_oauth,
-        swagger_ui_parameters=app.swagger_ui_parameters,
-    )
-    csp.allow_inline_scripts(bytes(docs.body).decode())
+def content_security_policy(app: FastAPI, settings: Settings) -> ContentSecurityPolicy:
+    """The HTML pages' policy: the inline script of the Swagger UI page at /docs allowed by
+    its hash, and the base map's host (when one is set) as a source of images."""
+    csp = ContentSecurityPolicy(image_hosts=viewer.basemap_hosts(settings))
+    csp.allow_inline_scripts(bytes(viewer.swagger_page(app).body).decode())
     return csp

@@ -11,14 +11,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import fastapi.routing
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Match, Mount
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPES
+from app.api.routing import allowed_methods
 from app.api.server import credential_parameters
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -26,14 +26,6 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Answer headers a browser script may read besides the CORS-safelisted ones.
 EXPOSED_HEADERS = "Location, Idempotent-Replayed, Content-Disposition, WWW-Authenticate, Allow"
 PREFLIGHT_MAX_AGE = "600"
-
-
-def route_table(routes: Iterable[BaseRoute]) -> list[Any]:
-    """Every route of the app, those of included routers too, each with its ``matches``,
-    ``methods``, ``path_format`` and (FastAPI routes) ``dependant`` as the app sees them:
-    recent FastAPI nests included routers instead of copying their routes."""
-    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
-    return list(contexts(list(routes))) if contexts is not None else list(routes)
 
 
 def problem(scope: Scope, status: int, slug: str, detail: str, **extra: Any) -> Response:
@@ -198,18 +190,7 @@ class AllowedMethods:
         self.routes = routes
 
     def allowed(self, scope: Scope) -> list[str]:
-        methods: set[str] = set()
-        for route in route_table(self.routes()):
-            match, _ = route.matches({**scope, "method": "GET"})
-            if match is Match.NONE:
-                continue
-            if isinstance(getattr(route, "original_route", route), Mount):
-                methods |= {"GET", "HEAD"}
-            else:
-                methods |= getattr(route, "methods", None) or set()
-        if "GET" in methods:
-            methods.add("HEAD")  # see HeadAsGet
-        return sorted(methods | {"OPTIONS"}) if methods else []
+        return allowed_methods(self.routes(), scope)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -265,8 +246,9 @@ class ContentSecurityPolicy:
     allowed from a trusted document, see :meth:`allow_inline_scripts`. Inline styles are
     allowed (the pages and the documentation's libraries use them; they cannot run code)."""
 
-    def __init__(self) -> None:
+    def __init__(self, image_hosts: list[str] | None = None) -> None:
         self.script_hashes: set[str] = set()
+        self.image_hosts = image_hosts or []  # a base map's tile server
 
     def allow_inline_scripts(self, document: str) -> None:
         """Allow the inline scripts of ``document``, a page the service itself renders from
@@ -283,7 +265,8 @@ class ContentSecurityPolicy:
                 "default-src 'self'",
                 f"script-src {scripts}",
                 "style-src 'self' 'unsafe-inline'",
-                "img-src 'self' data: blob:",
+                " ".join(["img-src 'self' data: blob:", *self.image_hosts]),
+                " ".join(["connect-src 'self'", *self.image_hosts]),
                 "worker-src 'self' blob:",
                 "object-src 'none'",
                 "base-uri 'none'",

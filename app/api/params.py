@@ -10,7 +10,7 @@ from fastapi import Depends, Path, Query, Request
 
 from app.domain.errors import InvalidParameter, NotFound, UnknownCode
 from app.domain.model import Status
-from app.domain.timeutil import now, parse_moment, parse_range_start
+from app.domain.timeutil import now, parse_days, parse_moment, parse_range_start
 from app.storage.pieces import NONE, PieceFilter
 from app.storage.unit import UnitOfWork
 
@@ -221,3 +221,22 @@ def existing_observation_id(
 
 
 ObservationId = Annotated[int, Depends(existing_observation_id)]
+MaxAge = Annotated[
+    str | None,
+    Query(
+        description="Leave out claims older than this at the moment asked for: observations "
+        "whose `valid_from` is more than this before it. An ISO 8601 duration in days or weeks "
+        "(`P30D`, `P4W`) or a plain number of days (`30`). Default: no limit. Each claim "
+        "says its age in `age_days`.",
+        examples=["P30D"],
+    ),
+]
+
+
+def max_age_span(value: str | None) -> dt.timedelta | None:
+    return None if value is None else parse_days(value, "max_age")
+
+
+def span_days(span: dt.timedelta | None) -> float | None:
+    """A span as a number of days, for the ``max_age_days`` members of answers."""
+    return None if span is None else span.total_seconds() / 86400

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.routing import allowed_methods
 from app.domain.errors import DomainError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -145,13 +146,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         detail = f"There is no resource at {request.url.path}. The API is described at /docs."
         return problem_response(request, 404, "not-found", detail, headers=exc.headers)
     if exc.status_code == 405:
-        allowed = [m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()]
+        allowed = allowed_methods(request.app.router.routes, request.scope)
         detail = (
             f"{request.url.path} does not answer {request.method}; it answers "
             f"{', '.join(allowed) or 'no method'}. The API is described at /docs."
         )
         return problem_response(
-            request, 405, "method-not-allowed", detail, headers=exc.headers, allowed=allowed
+            request,
+            405,
+            "method-not-allowed",
+            detail,
+            headers={"Allow": ", ".join(allowed)},
+            allowed=allowed,
         )
     return problem_response(
         request, exc.status_code, "http-error", str(exc.detail), headers=exc.headers

@@ -18,17 +18,17 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 from urllib.parse import urlencode
 
+import fastapi.routing
 from fastapi import Request, Response
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.params import Query
 from fastapi.routing import APIRoute
 from starlette.datastructures import QueryParams
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.types import Scope
 
 from app.api.body import NUL
 from app.domain.errors import InvalidParameter
-
-# How a token sent as a query parameter is told where it belongs.
-TOKEN_PARAMETERS = {"access_token", "token", "api_key", "apikey", "key"}
 
 
 def query_parameter_names(route: APIRoute) -> frozenset[str]:
@@ -43,14 +43,7 @@ def unknown_parameter(name: str, known: Iterable[str], where: str) -> InvalidPar
     """The 400 for a query parameter ``where`` does not take, listing those it does."""
     known = sorted(known)
     takes = f"it takes {', '.join(known)}" if known else "it takes no query parameters"
-    hint = (
-        " Tokens go in the 'Authorization: Bearer <token>' header, never in the URL."
-        if name.lower() in TOKEN_PARAMETERS
-        else ""
-    )
-    return InvalidParameter(
-        name, f"Unknown parameter {name!r} for {where}; {takes}.{hint}", known=known
-    )
+    return InvalidParameter(name, f"Unknown parameter {name!r} for {where}; {takes}.", known=known)
 
 
 def refuse_nul(where: str, name: str, value: str) -> None:
@@ -92,3 +85,28 @@ class CheckedRoute(APIRoute):
             return await handler(checked_request(request, known, where))
 
         return checked
+
+
+def route_table(routes: Iterable[BaseRoute]) -> list[Any]:
+    """Every route of the app, those of included routers too, each with its ``matches``,
+    ``methods``, ``path_format`` and (FastAPI routes) ``dependant`` as the app sees them:
+    recent FastAPI nests included routers instead of copying their routes."""
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    return list(contexts(list(routes))) if contexts is not None else list(routes)
+
+
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
+    """Every method the request's path answers (HEAD with GET, see HeadAsGet; OPTIONS on any
+    path that exists); empty when no route has the path."""
+    methods: set[str] = set()
+    for route in route_table(routes):
+        match, _ = route.matches({**scope, "method": "GET"})
+        if match is Match.NONE:
+            continue
+        if isinstance(getattr(route, "original_route", route), Mount):
+            methods |= {"GET", "HEAD"}
+        else:
+            methods |= getattr(route, "methods", None) or set()
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods | {"OPTIONS"}) if methods else []

@@ -8,7 +8,7 @@ from typing import Any
 from app.domain import geometry as geo
 from app.domain.asof import Change, Point, SeriesKey, Spread
 from app.domain.model import Piece, Region, Source
-from app.domain.timeutil import isoformat
+from app.domain.timeutil import age_days, isoformat
 
 ILLUSTRATIVE_NOTICE = (
     "Some features are schematic illustrations (illustrative: true), drawn to match a reported "
@@ -97,12 +97,16 @@ def piece_properties(piece: Piece) -> dict[str, Any]:
     return jsonable(piece_values(piece))
 
 
-def piece_feature(piece: Piece) -> dict[str, Any]:
+def piece_feature(piece: Piece, at: dt.datetime | None = None) -> dict[str, Any]:
+    """A piece as a Feature; with ``at``, its ``age_days`` at that moment too."""
+    properties = piece_properties(piece)
+    if at is not None:
+        properties["age_days"] = age_days(piece.valid_from, at)
     return {
         "type": "Feature",
         "id": piece.observation_id,
         "geometry": geo.to_geojson(piece.geometry),
-        "properties": piece_properties(piece),
+        "properties": properties,
     }
 
 
@@ -219,7 +223,7 @@ def claim_json(piece: Piece, at: dt.datetime, source_names: dict[str, str]) -> d
         "reported_area_km2": km2(piece.reported_area_km2),
         "at": isoformat(piece.valid_from),
         "valid_to": isoformat(piece.valid_to),
-        "age_days": round((at - piece.valid_from).total_seconds() / 86400, 1),
+        "age_days": age_days(piece.valid_from, at),
         "observation_id": piece.observation_id,
         "illustrative": piece.illustrative,
         **citation_properties(piece),

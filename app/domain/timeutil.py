@@ -9,6 +9,8 @@ from app.domain.errors import InvalidParameter
 
 UTC = dt.UTC
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DAYS = re.compile(r"^(?:P(?P<weeks>\d+)W|P(?P<days>\d+)D|(?P<number>\d+(?:\.\d+)?))$", re.I)
+_OPEN_START = re.compile(r"^0000-01-01(?:T00:00:00(?:\.0+)?(?:Z|[+-]00:00)?)?$", re.I)
 _EXAMPLES = "e.g. 2025-04-26, 2025-04-26T12:00:00Z or 2025-04-26T15:00:00+03:00"
 
 
@@ -102,10 +104,39 @@ def parse_window(value: str, parameter: str = "datetime") -> Window:
         raise InvalidParameter(
             parameter, f"'{parameter}' cannot be open at both ends ({value!r}); drop the filter."
         )
-    start = None if first in ("", "..") else parse_range_start(first, parameter)
+    # Year 0000 is a valid RFC 3339 year; QGIS sends 0000-01-01T00:00:00Z for "no start".
+    open_start = first in ("", "..") or bool(_OPEN_START.match(first))
+    start = None if open_start else parse_range_start(first, parameter)
     end = None if last in ("", "..") else parse_moment(last, parameter)
     if start is not None and end is not None and start > end:
         raise InvalidParameter(
             parameter, f"'{parameter}' starts after it ends ({value!r}); swap the two moments."
         )
     return start, end
+
+
+def parse_days(value: str, parameter: str) -> dt.timedelta:
+    """A span of days: an ISO 8601 duration in days or weeks (``P30D``, ``P4W``) or a plain
+    number of days (``30``, ``0.5``)."""
+    match = _DAYS.match(value.strip())
+    if match is None:
+        raise InvalidParameter(
+            parameter,
+            f"'{parameter}' is a number of days: an ISO 8601 duration such as P30D or P4W, or a "
+            f"plain number such as 30; got {value!r}.",
+            value=value,
+        )
+    if match["weeks"] is not None:
+        return dt.timedelta(weeks=int(match["weeks"]))
+    return dt.timedelta(days=float(match["days"] or match["number"]))
+
+
+def age_days(valid_from: dt.datetime, at: dt.datetime) -> float:
+    """How old an observation is at a moment, in days, to one decimal."""
+    return round((at - valid_from).total_seconds() / 86400, 1)
+
+
+def fresh(valid_from: dt.datetime, at: dt.datetime | None, max_age: dt.timedelta | None) -> bool:
+    """Whether an observation is at most ``max_age`` old at ``at`` (no limit: always; no
+    moment: it has been at most that old at some moment, so it stays)."""
+    return max_age is None or at is None or at - valid_from <= max_age

@@ -197,6 +197,7 @@ class Pieces(Part):
         window: Window | None = None,
         regions: Sequence[str] | None = None,
         condition: ColumnElement[bool] | None = None,
+        since: dt.datetime | None = None,
     ) -> list[Piece]:
         """Pieces of every region (no geometry) in the paging order, each with its validity
         interval, optionally only those meeting the time ``window``, the SQL ``condition`` (a
@@ -204,11 +205,14 @@ class Pieces(Part):
         ``bbox`` (callers test the polygons themselves).
 
         With ``known_at``: the record as it stood then, intervals recomputed from whole lines of
-        testimony (so only the region cut is made in SQL then).
+        testimony (so only the cuts by region and by ``since``, the earliest ``valid_from``, are
+        made in SQL then: an interval depends on the pieces after it, not before).
         """
         query = self._piece_query(None, flt, with_geometry=False, known_at=known_at)
         if regions is not None:  # lines of testimony are per region: safe to cut before
             query = query.where(pieces.c.region.in_(list(regions)))
+        if since is not None:
+            query = query.where(pieces.c.valid_from >= since)
         if known_at is None:
             query = _narrowed(query, bbox, window, condition)
         found = [piece_from_row(row) for row in self.c.execute(query).mappings()]
@@ -226,6 +230,7 @@ class Pieces(Part):
         bbox: Envelope | None,
         window: Window | None,
         condition: ColumnElement[bool] | None,
+        since: dt.datetime | None,
         limit: int,
         offset: int,
     ) -> tuple[list[Piece], int]:
@@ -235,6 +240,8 @@ class Pieces(Part):
         query = self._piece_query(None, flt, with_geometry=False)
         if regions is not None:
             query = query.where(pieces.c.region.in_(list(regions)))
+        if since is not None:
+            query = query.where(pieces.c.valid_from >= since)
         query = _narrowed(query, bbox, window, condition)
         if bbox is not None:
             query = query.where(*dialect.intersects_box(self.c, pieces.c.geometry, bbox))

@@ -72,6 +72,9 @@ OBSERVATION_QUERYABLES: dict[str, dict[str, Any]] = {
 }
 
 
+AGE_DAYS = _number("Age of the observation at the moment asked for, days (items only)")
+
+
 @dataclass(frozen=True)
 class ItemQuery:
     """What the property parameters, ``datetime``, ``bbox`` and ``known_at`` ask for."""
@@ -82,6 +85,7 @@ class ItemQuery:
     area: BBox | None = None
     cql: Filter | None = None
     known_at: dt.datetime | None = None
+    since: dt.datetime | None = None  # max_age: only features valid from this moment on
 
     @property
     def envelope(self) -> tuple[float, float, float, float] | None:
@@ -252,7 +256,7 @@ class Control(Collection):
         "area_km2": _number("Geodesic area of the piece, km²"),
         "geometry": GEOMETRY_QUERYABLE,
     }
-    schema = queryables
+    schema: ClassVar[dict[str, dict[str, Any]]] = {**queryables, "age_days": AGE_DAYS}
     parameters = ("region", "party", "status", "source", "account")
 
     def candidates(self, unit: UnitOfWork, query: ItemQuery) -> list[Item]:
@@ -266,6 +270,7 @@ class Control(Collection):
             window=query.window,
             regions=query.regions,
             condition=condition,
+            since=query.since,
         )
         return [self._item(p) for p in sorted(found, key=paging_key)]
 
@@ -291,6 +296,7 @@ class Control(Collection):
             bbox=query.envelope,
             window=query.window,
             condition=condition,
+            since=query.since,
             limit=limit,
             offset=offset,
         )
@@ -350,6 +356,7 @@ class Observations(Collection):
     }
     schema: ClassVar[dict[str, dict[str, Any]]] = {
         **queryables,
+        "age_days": AGE_DAYS,
         "regions": {"title": "Regions it concerns", "type": "array", "items": {"type": "string"}},
         "areas_km2": {
             "title": "Measured area in each region, km²",
@@ -360,7 +367,9 @@ class Observations(Collection):
     parameters = ("region", "party", "status", "source", "account")
 
     def candidates(self, unit: UnitOfWork, query: ItemQuery) -> list[Item]:
-        found = unit.pieces.everywhere(query.flt, known_at=query.known_at, window=query.window)
+        found = unit.pieces.everywhere(
+            query.flt, known_at=query.known_at, window=query.window, since=query.since
+        )
         if query.regions is not None:
             wanted = set(query.regions)
             ids = {p.observation_id for p in found if p.region in wanted}

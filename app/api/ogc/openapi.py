@@ -20,8 +20,9 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from app.api.auth import Require, read_access
-from app.api.middleware import WRITE_METHODS, route_table
+from app.api.middleware import WRITE_METHODS
 from app.api.problems import PROBLEM_MEDIA_TYPE
+from app.api.routing import route_table
 
 OPENAPI_30_MEDIA_TYPE = "application/vnd.oai.openapi+json;version=3.0"
 

@@ -8,6 +8,7 @@ asked for, not those whose one timestamp falls inside it.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -22,13 +23,21 @@ from app.api.ogc import html
 from app.api.ogc.collections import COLLECTIONS, Collection, Item, ItemQuery
 from app.api.ogc.filters import CRS84, parse_bbox, parse_filter
 from app.api.ogc.openapi import OPENAPI_30_MEDIA_TYPE, openapi_30, with_concrete_paths
-from app.api.params import KnownAt, known_moment, piece_filter, region_codes
+from app.api.params import (
+    KnownAt,
+    MaxAge,
+    known_moment,
+    max_age_span,
+    piece_filter,
+    region_codes,
+)
 from app.api.responses import GEOJSON_MEDIA_TYPE, JSON, GeoJSON
 from app.api.routing import CheckedRoute, query_parameter_names, unknown_parameter
 from app.api.serialize import ILLUSTRATIVE_NOTICE, jsonable
+from app.api.viewer import viewer_page
 from app.domain import geometry as geo
 from app.domain.errors import InvalidParameter, NotFound
-from app.domain.timeutil import isoformat, now, parse_window
+from app.domain.timeutil import Window, age_days, isoformat, now, parse_window
 from app.settings import Settings
 
 router = APIRouter(tags=["OGC API - Features"], route_class=CheckedRoute)
@@ -96,6 +105,13 @@ class ItemsParameters:
         list[str] | None, Query(description="Only sources speaking for these parties.")
     ] = None
     known_at: KnownAt = None
+    max_age: MaxAge = None
+
+
+# What GIS clients send with every request: GDAL and QGIS append a connection URL's parameters
+# (``OAPIF:http://host/?datetime=…``) to the landing page, conformance, API and collection
+# requests too. Those resources take them, checked like /items's, and ignore them.
+ConnectionParameters = Annotated[ItemsParameters, Depends()]
 
 
 def _check_parameters(request: Request, coll: Collection) -> None:
@@ -191,14 +207,22 @@ def _collection(collection_id: str) -> Collection:
 # --- landing, conformance, API definition -----------------------------------------------------
 
 
-@router.get("/", summary="Landing page: what this service is, and where to go next")
-def landing(request: Request, f: Format = None) -> Response:
+@router.get(
+    "/",
+    summary="Landing page: what this service is, and where to go next",
+    description="JSON for programs; a browser (HTML preferred in `Accept`, no `f`) gets the map "
+    "viewer (also at `/map`); `f=html` gives this landing page as HTML.",
+)
+def landing(request: Request, _connection: ConnectionParameters, f: Format = None) -> Response:
+    if f is None and wants_html(request, None):
+        return viewer_page(request)
     base = base_url(request)
     links = [
         *self_links(request),
         link(f"{base}/api", "service-desc", OPENAPI_30_MEDIA_TYPE, "API definition (OpenAPI 3.0)"),
         link(f"{base}/openapi.json", "service-desc", JSON_TYPE, "API definition (OpenAPI 3.1)"),
         link(f"{base}/docs", "service-doc", HTML_TYPE, "API documentation"),
+        link(f"{base}/map", "related", HTML_TYPE, "Map viewer"),
         link(f"{base}/conformance", "conformance", JSON_TYPE, "Conformance classes"),
         link(f"{base}/conformance", OGC_REL + "conformance", JSON_TYPE, "Conformance classes"),
         link(f"{base}/collections", "data", JSON_TYPE, "Feature collections"),
@@ -221,7 +245,7 @@ def landing(request: Request, f: Format = None) -> Response:
 
 
 @router.get("/conformance", summary="The conformance classes this service implements")
-def conformance(request: Request, f: Format = None) -> Response:
+def conformance(request: Request, _connection: ConnectionParameters, f: Format = None) -> Response:
     if wants_html(request, f):
         return html.page("Conformance", html.bullet_list(CONFORMANCE), self_links(request))
     return JSON({"conformsTo": CONFORMANCE, "links": self_links(request)})
@@ -279,7 +303,7 @@ def shared_parameters(settings: Settings) -> dict[str, dict[str, Any]]:
     summary="The API definition, OpenAPI 3.0",
     responses={200: {"content": {OPENAPI_30_MEDIA_TYPE: {}}}},
 )
-def api_definition(request: Request) -> Response:
+def api_definition(request: Request, _connection: ConnectionParameters) -> Response:
     cached = getattr(request.app.state, "openapi_30", None)
     if cached is None:
         cached = openapi_30(request.app.openapi(), shared_parameters(_settings(request)))
@@ -313,7 +337,9 @@ def collection_json(request: Request, collection: Collection, unit: Unit) -> dic
 
 
 @router.get("/collections", summary="The feature collections")
-def collections(request: Request, unit: Unit, f: Format = None) -> Response:
+def collections(
+    request: Request, unit: Unit, _connection: ConnectionParameters, f: Format = None
+) -> Response:
     items = [collection_json(request, c, unit) for c in COLLECTIONS.values()]
     links = self_links(request)
     if wants_html(request, f):
@@ -332,7 +358,7 @@ def collection(
     request: Request,
     unit: Unit,
     collection_id: CollectionId,
-    items_parameters: Annotated[ItemsParameters, Depends()],
+    _connection: ConnectionParameters,
     f: Format = None,
 ) -> Response:
     coll = _collection(collection_id)
@@ -413,6 +439,28 @@ def _page_links(
     return links
 
 
+def _fresh_since(window: Window | None, oldest: dt.timedelta | None) -> dt.datetime | None:
+    """With ``max_age``: the features are those no older than that all through the window
+    (without ``datetime``: now), i.e. valid from this moment on."""
+    start = window[0] if window is not None else now()
+    return None if oldest is None or start is None else start - oldest
+
+
+def _with_age(page: list[Item], window: Window | None, request: Request) -> None:
+    """Each feature's ``age_days`` at the moment asked for: an instant; for an interval its
+    end or, when earlier, the moment the feature left force; without ``datetime``, now (and
+    then the answer changes as time passes, which the HTTP cache is told)."""
+    instant = window is not None and window[0] == window[1]
+    end = window[1] if window is not None else None
+    if end is None:
+        request.state.about_now = True
+        end = now()
+    for item in page:
+        valid_from, until = item.values["valid_from"], item.values.get("valid_until")
+        at = end if instant or until is None else min(end, until)
+        item.values["age_days"] = age_days(valid_from, at)
+
+
 @router.get(
     "/collections/{collectionId}/items",
     response_class=GeoJSON,
@@ -434,6 +482,7 @@ def items(
 ) -> Response:
     coll = _collection(collection_id)
     _check_parameters(request, coll)
+    oldest = max_age_span(p.max_age)
     as_html = wants_html(request, f)
     settings = _settings(request)
     if p.limit is not None and p.limit < 1:
@@ -451,8 +500,11 @@ def items(
         area=area,
         cql=cql,
         known_at=known_moment(p.known_at),
+        since=_fresh_since(window, oldest) if coll.temporal else None,
     )
     page, matched = coll.page(unit, query, p.offset, size)
+    if coll.temporal:
+        _with_age(page, window, request)
     features = [_feature(item) for item in page]
     links = _page_links(request, coll, matched, p.offset, size)
     if as_html:

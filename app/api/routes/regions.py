@@ -17,6 +17,7 @@ from app.api.params import (
     AtOrNow,
     From,
     KnownAt,
+    MaxAge,
     Parties,
     PartyOne,
     Sources,
@@ -24,15 +25,17 @@ from app.api.params import (
     StatusesDefaultControlled,
     To,
     known_moment,
+    max_age_span,
     ordered_range,
     piece_filter,
+    span_days,
 )
 from app.api.responses import JSON, GeoJSON, csv_response
 from app.api.routing import CheckedRoute
 from app.domain import asof
 from app.domain import geometry as geo
 from app.domain.model import Status
-from app.domain.timeutil import isoformat
+from app.domain.timeutil import fresh, isoformat
 from app.storage.pieces import PieceFilter
 
 router = APIRouter(prefix="/regions", tags=["regions"], route_class=CheckedRoute)
@@ -81,7 +84,8 @@ def get_region(slug: Slug, unit: Unit, known_at: KnownAt = None) -> GeoJSON:
         "service never picks a winner. An observation is in force from its `valid_from` until the "
         "earlier of its `valid_to` and the same source's next observation (`valid_until`). "
         "Observations that give only a reported figure and no polygon come as features with a "
-        "null geometry. Features flagged `illustrative` are schematic, not surveyed."
+        "null geometry. Features flagged `illustrative` are schematic, not surveyed. Each "
+        "feature says its age at `at` (`age_days`); `max_age` leaves out the older ones."
     ),
 )
 def control(
@@ -93,13 +97,21 @@ def control(
     source: Sources = None,
     account: Accounts = None,
     known_at: KnownAt = None,
+    max_age: MaxAge = None,
 ) -> GeoJSON:
     known = known_moment(known_at)
     region = unit.regions.get(slug, with_boundary=False, known_at=known)
+    oldest = max_age_span(max_age)
     flt = piece_filter(unit, party, status, source, account)
     pieces = unit.pieces.in_force(region.slug, moment_, flt, known_at=known)
-    features = [out.piece_feature(p) for p in asof.chronological(pieces)]
-    members = {"region": region.slug, "at": isoformat(moment_), "known_at": isoformat(known)}
+    pieces = [p for p in pieces if fresh(p.valid_from, moment_, oldest)]
+    features = [out.piece_feature(p, moment_) for p in asof.chronological(pieces)]
+    members = {
+        "region": region.slug,
+        "at": isoformat(moment_),
+        "max_age_days": span_days(oldest),
+        "known_at": isoformat(known),
+    }
     return GeoJSON(out.feature_collection(features, **members))
 
 
@@ -293,13 +305,16 @@ def change_geometry(q: Series, moments: TwoMoments, unit: Unit) -> GeoJSON:
         "For each (source, status, basis), the observation in force at `at`: its area (measured "
         "from its polygon, else reported), date, age and citation, sorted from the highest figure "
         "to the lowest. `spread` is the gap between the highest and lowest figure, leaving out "
-        "illustrations. `age_days` shows how old each source's latest word is."
+        "illustrations. `age_days` shows how old each source's latest word is; `max_age` "
+        "leaves out the claims older than that (and so out of the spread)."
     ),
 )
-def claims(q: Series, unit: Unit, moment_: AtOrNow) -> JSON:
+def claims(q: Series, unit: Unit, moment_: AtOrNow, max_age: MaxAge = None) -> JSON:
+    oldest = max_age_span(max_age)
     pieces = unit.pieces.in_force(
         q.region, moment_, q.flt, with_geometry=False, known_at=q.known_at
     )
+    pieces = [p for p in pieces if fresh(p.valid_from, moment_, oldest)]
     names = {s.slug: s.name for s in unit.reference.sources()}
     ordered = sorted(
         pieces, key=lambda p: (p.best_area_km2 is None, -(p.best_area_km2 or 0.0), p.source)
@@ -307,6 +322,7 @@ def claims(q: Series, unit: Unit, moment_: AtOrNow) -> JSON:
     return JSON(
         q.head(
             at=isoformat(moment_),
+            max_age_days=span_days(oldest),
             claims=[out.claim_json(p, moment_, names) for p in ordered],
             spread=out.spread_json(asof.spread(pieces)),
         )
