@@ -232,4 +232,73 @@ DEEPSTATE = parse_rules(
     "DeepStateMap snapshot",
 )
 
-PROFILES: dict[str, Rules] = {"deepstate": DEEPSTATE}
+# ISW/CTP publish each kind of ground as a layer of its own (an ArcGIS FeatureServer layer), not
+# as a colour: ``frontline sync arcgis`` gives each feature the layer's name in ``_layer``, and
+# these rules read it. The names are those we understand ISW/CTP's "Russia-Ukraine war" layers to
+# carry, not checked against the live service here; ISW renames and splits layers now and then,
+# so check the name a layer gives (``<layer URL>?f=json``, "name") and use --rules with a copy of
+# these for layers named otherwise (an unknown name is skipped and counted, never guessed).
+#   assessed Russian control (also since before 24 Feb 2022)  RU controlled, within Ukraine
+#   assessed Russian advances (forces present, not control)   RU contested, within Ukraine
+#   assessed Ukrainian control or advances inside Russia      UA controlled / contested, in Russia
+#   claimed control or counteroffensives: a party's claim, which a run of assessed layers does
+#   not mix with: skipped (import those layers with --basis claimed and a rules file of their
+#   own); reported partisan warfare: not territorial control, skipped.
+
+
+def _layers(layers: list[str], party: str, status: str, country: str) -> dict[str, Any]:
+    """A rule for ISW layers by name, scoped to one country."""
+    return {
+        "match": {"_layer": layers},
+        "party": party,
+        "status": status,
+        "within": {"country": country},
+    }
+
+
+ISW = parse_rules(
+    [
+        _layers(
+            [
+                "Assessed Russian-controlled Ukrainian Territory",
+                "Russian-controlled Ukrainian Territory before February 24, 2022",
+                "Assessed Russian-controlled Ukrainian Territory before February 24, 2022",
+            ],
+            "RU",
+            "controlled",
+            "UA",
+        ),
+        _layers(["Assessed Russian Advances in Ukraine"], "RU", "contested", "UA"),
+        _layers(
+            [
+                "Assessed Ukrainian-controlled Territory in Russia",
+                "Assessed Ukrainian Control in Kursk Oblast",
+            ],
+            "UA",
+            "controlled",
+            "RU",
+        ),
+        _layers(["Assessed Ukrainian Advances in Russia"], "UA", "contested", "RU"),
+        {
+            "match": {
+                "_layer": [
+                    "Claimed Russian Territory in Ukraine",
+                    "Claimed Russian Control over Ukrainian Territory",
+                    "Claimed Ukrainian Counteroffensives",
+                ]
+            },
+            "skip": True,
+            "reason": "a claimed-territory layer: a party's claim, not ISW's assessment "
+            "(import it with --basis claimed and rules of its own)",
+        },
+        {
+            "match": {"_layer": ["Reported Ukrainian Partisan Warfare"]},
+            "skip": True,
+            "reason": "reported partisan warfare: not territorial control",
+        },
+    ],
+    "profile isw",
+    "ISW/CTP layer snapshot",
+)
+
+PROFILES: dict[str, Rules] = {"deepstate": DEEPSTATE, "isw": ISW}
