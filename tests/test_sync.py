@@ -9,6 +9,7 @@ bodies shorter than their Content-Length, invalid JSON, a changed format.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import itertools
 import os
 import signal
@@ -30,6 +31,7 @@ from shapely.geometry import Polygon, box
 from sqlalchemy import Engine
 
 from app.domain import geometry as geo
+from app.feeds import schedule
 from app.feeds.arcgis import ArcGISSync
 from app.feeds.deepstate import DeepStateSync
 from app.feeds.http import Client, Politeness, user_agent
@@ -542,6 +544,41 @@ def test_every_runs_until_sigterm_and_stops_cleanly(
     assert "stopped: what was downloaded and imported stays" in out
     assert "Traceback" not in err
     assert server.asked("/api/history/public") == 1  # one run, not a busy loop
+
+
+def test_every_reports_a_failed_run_and_tries_again_at_its_time() -> None:
+    """The feed down for one run is a line in the log, not the end of the service."""
+    stop = threading.Event()
+    reports = [
+        SyncReport("deepstate", error="… gave HTTP 500 on each of 5 attempts"),
+        SyncReport("deepstate", listed=2, already=2),
+    ]
+    calls: list[float] = []
+
+    def once() -> SyncReport:
+        calls.append(time.monotonic())
+        if len(calls) == 2:
+            stop.set()  # as SIGTERM does, once the second run is under way
+        return reports[len(calls) - 1]
+
+    out = io.StringIO()
+    before = signal.getsignal(signal.SIGINT)
+    assert schedule.run(once, 0.2, stop, out) == 0
+    assert signal.getsignal(signal.SIGINT) is before  # the handlers are given back
+    assert len(calls) == 2
+    assert calls[1] - calls[0] >= 0.2 - 0.02
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "error: … gave HTTP 500 on each of 5 attempts"
+    assert lines[2].startswith("deepstate: 2 snapshots offered, 0 downloaded, 2 already")
+    assert lines[-1].startswith("stopped:")
+    assert schedule.run(lambda: reports[0], None, threading.Event(), io.StringIO()) == 1
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("1h", 3600), ("2", 2)])
+def test_every_durations(text: str, seconds: float) -> None:
+    assert schedule.parse_every(text) == seconds
+    with pytest.raises(ValueError, match="is not a duration"):
+        schedule.parse_every("hourly")
 
 
 # --- ArcGIS ----------------------------------------------------------------------------------

@@ -44,9 +44,20 @@ def run(
     out: TextIO = sys.stdout,
 ) -> int:
     """Run ``once`` (then every ``every`` seconds until a signal); the exit status."""
+    previous = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, _stop_now(stop))
+            previous[signum] = signal.signal(signum, _stop_now(stop))
+    try:
+        return _loop(once, every, stop, out)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _loop(
+    once: Callable[[], SyncReport], every: float | None, stop: threading.Event, out: TextIO
+) -> int:
     status = 0
     try:
         while True:
