@@ -47,8 +47,8 @@ UTC = dt.UTC
 CONTACT = "sync-tests@frontline.local"
 FAST = Politeness(contact=CONTACT, min_interval=0, timeout=0.5, retries=3, backoff=0.01)
 
-RU_1 = box(37.6, 48.0, 37.9, 48.2)  # Donetsk
-RU_2 = box(37.5, 48.0, 37.9, 48.3)  # Donetsk, grown
+RU_1 = box(37.45, 46.85, 37.9, 48.2)  # Donetsk, from the front down into the Sea of Azov
+RU_2 = box(37.45, 46.85, 37.9, 48.3)  # grown
 UA_KURSK = box(35.2, 51.15, 35.4, 51.25)  # Kursk
 GREY = box(37.9, 48.0, 38.0, 48.2)
 LIBERATED = box(36.5, 49.5, 36.7, 49.7)
@@ -299,6 +299,8 @@ def test_sync_downloads_imports_and_checks_areas(
     first = {a.fill: a for a in stored[str(IDS[0])].areas}
     assert set(first) == {"#a52714", "#bcaaa4"}
     assert first["#a52714"].measured_km2 == pytest.approx(geo.geodesic_area_km2(RU_1), rel=1e-9)
+    # Measured as drawn, like DeepState's figure: the sea is in it, not in Donetsk's piece.
+    assert first["#a52714"].measured_km2 > clipped_km2(repo, RU_1, "donetsk") + 800
     assert abs(first["#a52714"].difference_pct or 0) < 0.01
     assert first["#a52714"].kind == "occupied_after_24_02_2022"
     assert not stored[str(IDS[0])].flagged
