@@ -465,6 +465,22 @@ def test_a_changed_snapshot_format_stops_before_writing_it(
     assert not (tmp_path / "archive" / "maps").exists()
 
 
+def test_a_map_the_importer_refuses_is_reported_not_cross_checked(
+    repo: Repository, fake: tuple[Fake, str], tmp_path: Path
+) -> None:
+    server, url = fake
+    broken = {"type": "FeatureCollection", "features": [42]}
+    serve_deepstate(server, {IDS[0]: (broken, published({"#a52714": RU_1}))})
+    report, _ = sync_deepstate(repo, url, tmp_path / "archive")
+    assert report.downloaded == 1
+    assert report.imported is not None
+    [error] = report.imported.errors
+    assert error.startswith(f"{IDS[0]}.geojson: ")
+    [warning] = report.warnings
+    assert warning.startswith(f"snapshot {IDS[0]}: not cross-checked: {IDS[0]}.geojson: ")
+    assert not report.ok
+
+
 # --- the command -----------------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ from app.domain.timeutil import isoformat
 from app.feeds.archive import write_atomically
 from app.feeds.http import Client, FormatChanged
 from app.feeds.run import Feed, SyncOptions, SyncReport
-from app.importer.reading import Feature, MapFile, read_snapshot
+from app.importer.reading import Feature, FileError, MapFile, read_snapshot
 from app.importer.rules import PROFILES, normalise
 from app.importer.snapshot import union
 from app.storage.published import PublishedArea, PublishedAreas, SnapshotAreas
@@ -239,7 +239,9 @@ class DeepStateSync(Feed):
         for path in sorted(self.o.maps.glob("*.geojson")) if self.o.maps.is_dir() else []:
             snapshot = path.stem
             present, missing = self._areas_paths(snapshot)
-            if snapshot in known or not (present.exists() or missing.exists()):
+            if not snapshot.isdigit() or snapshot in known:
+                continue  # not a snapshot of the feed's (a file put there by hand), or done
+            if not (present.exists() or missing.exists()):
                 continue
             entry = Entry(int(snapshot), "")
             if missing.exists():
@@ -250,7 +252,11 @@ class DeepStateSync(Feed):
                 )
                 continue
             published = orjson.loads(present.read_bytes())
-            features = read_snapshot(MapFile(path, path.name), path.read_bytes()).features
+            try:
+                features = read_snapshot(MapFile(path, path.name), path.read_bytes()).features
+            except FileError as e:  # the import reported it already; no areas to measure
+                report.warnings.append(f"snapshot {snapshot}: not cross-checked: {e.detail}")
+                continue
             result = compare(
                 entry, published, measured_as_drawn(path.name, features), self.tolerance
             )
