@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from app import __version__
 from app.settings import get_settings
@@ -107,6 +108,109 @@ def cmd_import(args: argparse.Namespace) -> int:
     summary = Importer(_db(), options).run([Path(p) for p in args.paths])
     print("\n".join(summary.lines()))
     return 130 if summary.interrupted else (0 if summary.ok else 1)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    import threading
+    from pathlib import Path
+
+    from app.feeds import schedule
+    from app.feeds.http import Client, Politeness
+    from app.feeds.run import SyncOptions
+    from app.importer.rules import PROFILES, load_rules
+    from app.seed import seed
+
+    settings = get_settings()
+    db = _db()
+    db.upgrade()  # the sync may start before the API ever did
+    with db.read() as unit:
+        empty = unit.is_empty()
+    if settings.auto_seed and empty:
+        seed(db, settings.data_dir)
+    if not settings.sync_contact:
+        print(
+            "note: SYNC_CONTACT is not set; publishers like to know who fetches their data "
+            "(an e-mail or URL, sent in the User-Agent)",
+            file=sys.stderr,
+        )
+    stop = threading.Event()
+    politeness = Politeness(
+        contact=settings.sync_contact,
+        min_interval=settings.sync_min_interval if args.min_interval is None else args.min_interval,
+        timeout=settings.sync_timeout,
+        retries=settings.sync_retries,
+        backoff=settings.sync_backoff,
+    )
+    feed_dir = "deepstate" if args.feed == "deepstate" else args.source
+    options = SyncOptions(
+        archive=Path(args.archive) if args.archive else settings.archive_dir / feed_dir,
+        since=getattr(args, "since", None),
+        recorded_by=f"sync:{args.feed}",
+        progress=not args.no_progress,
+        stop=stop,
+    )
+    if args.feed == "arcgis":
+        from app.feeds.arcgis import ArcGISSync, layer_folder_name
+
+        if not args.archive:
+            options = replace(options, archive=options.archive / layer_folder_name(args.layer))
+        rules = PROFILES[args.profile] if args.profile else load_rules(Path(args.rules))
+
+    def once() -> Any:
+        with Client(politeness, stop=stop) as client:
+            if args.feed == "deepstate":
+                from app.feeds.deepstate import DeepStateSync
+
+                api = args.api_url or settings.deepstate_api_url
+                tolerance = settings.sync_area_tolerance_pct
+                return DeepStateSync(db, client, api, options, tolerance).run()
+            return ArcGISSync(db, client, args.layer, args.source, rules, options).run()
+
+    return schedule.run(once, args.every, stop)
+
+
+def _since(text: str) -> Any:
+    import datetime as dt
+
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: give e.g. 2025-01-01 or 2025-01-01T06:00:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _every(text: str) -> float:
+    from app.feeds.schedule import parse_every
+
+    try:
+        return parse_every(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_sync_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--archive",
+        metavar="DIR",
+        help="where the raw files are kept (default: ARCHIVE_DIR/<feed>); only what is not "
+        "there yet is downloaded",
+    )
+    parser.add_argument(
+        "--every",
+        type=_every,
+        metavar="DURATION",
+        help="run as a long-lived process, syncing every DURATION (e.g. 1h, 30m); SIGTERM or "
+        "SIGINT stops it cleanly",
+    )
+    parser.add_argument(
+        "--min-interval",
+        type=float,
+        metavar="SECONDS",
+        help="fewest seconds between two requests (default SYNC_MIN_INTERVAL, 1)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
 
 def cmd_tokens_create(args: argparse.Namespace) -> int:
@@ -283,6 +387,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     imp.set_defaults(func=cmd_import)
+
+    sync = commands.add_parser(
+        "sync",
+        help="download what is new from a publisher's public feed into an archive, and import it",
+        description="Keep the service current from a publisher's public API: download only the "
+        "snapshots not yet in the archive folder (each file written atomically), then import "
+        "them. Politely: a User-Agent naming the project and SYNC_CONTACT, at most one request "
+        "a second, timeouts, retries with backoff. The data belongs to its publisher, whose "
+        "terms apply to whoever runs the sync. Exit status: 0; 1 when the feed failed (one "
+        "line says why) or a file did not import; 130 when interrupted.",
+    )
+    feeds = sync.add_subparsers(dest="feed", required=True, metavar="FEED")
+    deepstate = feeds.add_parser(
+        "deepstate",
+        help="DeepStateMap's history (GET /history/public, /history/{id}/geojson and /areas)",
+        description="Sync DeepStateMap's history: each snapshot's map and DeepState's own "
+        "published areas, imported with the deepstate profile; the published areas are stored "
+        "next to the areas measured here as drawn, and a difference beyond "
+        "SYNC_AREA_TOLERANCE_PCT (default 2 %) is flagged and warned about.",
+    )
+    deepstate.add_argument(
+        "--since",
+        type=_since,
+        metavar="DATE",
+        help="only snapshots from this date or moment on (a bare date: its start, UTC)",
+    )
+    deepstate.add_argument(
+        "--api-url",
+        metavar="URL",
+        help="base URL of the API (default DEEPSTATE_API_URL, https://deepstatemap.live/api)",
+    )
+    _add_sync_options(deepstate)
+    deepstate.set_defaults(func=cmd_sync)
+    arcgis = feeds.add_parser(
+        "arcgis",
+        help="an ArcGIS REST FeatureServer layer (ISW/CTP publish theirs so)",
+        description="Sync one ArcGIS REST FeatureServer layer: skip it when "
+        "editingInfo.lastEditDate has not changed, else page through /query (following "
+        "exceededTransferLimit), keep one snapshot per changed fetch, and import it. Each "
+        "feature gets the layer's name in the property _layer, which the isw profile reads.",
+    )
+    arcgis.add_argument("--source", required=True, help="slug of the source (isw is known)")
+    arcgis.add_argument(
+        "--layer",
+        required=True,
+        metavar="URL",
+        help="the layer, e.g. https://services.arcgis.com/…/FeatureServer/0",
+    )
+    arcgis_how = arcgis.add_mutually_exclusive_group(required=True)
+    arcgis_how.add_argument(
+        "--profile", choices=["isw"], help="isw: ISW/CTP's assessed-control layers (by _layer)"
+    )
+    arcgis_how.add_argument("--rules", metavar="FILE", help="a JSON or TOML rules file")
+    _add_sync_options(arcgis)
+    arcgis.set_defaults(func=cmd_sync)
     return parser
 
 

@@ -95,6 +95,41 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None, description="External base URL, when the service runs behind a proxy."
     )
+    archive_dir: Path = Field(
+        default=PROJECT_ROOT / "var" / "archive",
+        description="Where `frontline sync` keeps the raw files it downloads, one folder per "
+        "feed (deepstate/, <source>/<layer>/).",
+    )
+    deepstate_api_url: str = Field(
+        default="https://deepstatemap.live/api",
+        description="Base URL of DeepStateMap's public API (`frontline sync deepstate`).",
+    )
+    sync_contact: str | None = Field(
+        default=None,
+        description="How a publisher can reach whoever runs the sync (an e-mail or URL); sent "
+        "in the User-Agent of every feed request.",
+    )
+    sync_min_interval: float = Field(
+        default=1.0, ge=0, description="Fewest seconds between two requests to a feed."
+    )
+    sync_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a feed request may take before it is retried."
+    )
+    sync_retries: int = Field(
+        default=4, ge=0, description="Retries of a feed request (429, 5xx, network errors)."
+    )
+    sync_backoff: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds before a feed request's first retry; doubled "
+        "for each next one (a Retry-After header is honoured).",
+    )
+    sync_area_tolerance_pct: float = Field(
+        default=2.0,
+        ge=0,
+        description="Largest difference (%) between a source's published area for a snapshot "
+        "and the area measured here as drawn before the snapshot is flagged.",
+    )
 
 
 @lru_cache

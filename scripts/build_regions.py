@@ -42,6 +42,8 @@ NAMES = {
     "Volyn": ("volyn", "Volyn Oblast"),
     "Zaporizhzhya": ("zaporizhzhia", "Zaporizhzhia Oblast"),
     "Zhytomyr": ("zhytomyr", "Zhytomyr Oblast"),
+    "Crimea": ("crimea", "Autonomous Republic of Crimea"),
+    "Sevastopol": ("sevastopol", "Sevastopol (city)"),
 }
 
 

@@ -19,6 +19,7 @@ from app.domain.tokens import Scope
 from app.storage.database import Database
 from app.storage.observations import WriteResult
 from app.storage.pieces import PieceFilter
+from app.storage.published import SnapshotAreas
 from app.storage.tokens import TokenInfo
 from app.storage.unit import UnitOfWork
 
@@ -71,6 +72,12 @@ class Store:
 
     def regions(self, **kwargs: Any) -> list[Region]:
         return self._read("regions.all", **kwargs)  # type: ignore[no-any-return]
+
+    def published_of(self, source: str) -> list[SnapshotAreas]:
+        return self._read("published.of", source)  # type: ignore[no-any-return]
+
+    def published_snapshots(self, source: str) -> set[str]:
+        return self._read("published.snapshots", source)  # type: ignore[no-any-return]
 
     def in_force(
         self, region: str, at: dt.datetime, flt: PieceFilter, **kwargs: Any

@@ -42,8 +42,18 @@ def test_regions(client: TestClient) -> None:
     body = r.json()
     assert_rfc7946(body)
     by_id = {f["id"]: f for f in body["features"]}
-    assert len(by_id) == 28
-    assert {"kursk", "belgorod", "bryansk", "sumy", "kharkiv", "kyiv"} <= set(by_id)
+    assert len(by_id) == 30
+    assert {
+        "kursk",
+        "belgorod",
+        "bryansk",
+        "sumy",
+        "kharkiv",
+        "kyiv",
+        "crimea",
+        "sevastopol",
+    } <= set(by_id)
+    assert {by_id[s]["properties"]["country"] for s in ("crimea", "sevastopol")} == {"Ukraine"}
     kursk = by_id["kursk"]["properties"]
     assert kursk == {
         "slug": "kursk",

@@ -18,6 +18,7 @@ from typing import Any
 import geopandas as gpd
 import orjson
 import pytest
+import shapely
 from fastapi.testclient import TestClient
 from shapely.geometry import Point, Polygon, box, mapping
 from sqlalchemy import Engine, func, select
@@ -41,7 +42,7 @@ UTC = dt.UTC
 SOURCE = "deepstate"
 
 UA_A = box(35.2, 51.15, 35.4, 51.25)  # inside Kursk oblast
-UA_B = box(35.0, 51.0, 35.6, 51.4)  # Kursk, and a little of Sumy
+UA_B = box(35.0, 51.0, 35.6, 51.4)  # Kursk, and a little of Sumy (clipped: UA's colour is RU-only)
 GREY_KURSK = box(36.0, 51.5, 36.1, 51.55)
 RU_NEW = box(37.6, 48.0, 37.9, 48.2)  # Donetsk
 RU_OLD = box(39.0, 48.3, 39.3, 48.5)  # Luhansk
@@ -179,7 +180,7 @@ def counts(repo: Store) -> dict[str, int]:
         }
 
 
-FULL_RUN = {"drawn": 4, "ended": 2, "confirmations": 12, "import_files": 6}
+FULL_RUN = {"drawn": 4, "ended": 1, "confirmations": 12, "import_files": 6}
 SKIPPED_PER_MAP = {
     "liberated (#0f9d58): ground retaken, not the extent of anyone's control": 1,
     "no rule matches (fill='#123456')": 1,
@@ -204,18 +205,15 @@ def test_a_deepstate_archive_becomes_the_kursk_series(repo: Store, tmp_path: Pat
     summary = run(repo, archive)
     assert summary.ok, summary.errors
     assert (summary.files_found, summary.files_read, summary.files_already_imported) == (6, 6, 0)
-    assert (summary.observations, summary.confirmations, summary.ended) == (4, 12, 2)
+    assert (summary.observations, summary.confirmations, summary.ended) == (4, 12, 1)
     assert summary.features == 6 * 9 - 2
     assert summary.repaired == 0
     assert dict(summary.skipped) == {k: 6 * v for k, v in SKIPPED_PER_MAP.items()}
     assert {k: v for k, v in counts(repo).items() if k != "pieces"} == FULL_RUN
 
-    # UA ground grew into Sumy too, and ended in both regions on 2025-03-20.
-    sumy = repo.history("sumy", PieceFilter(parties=["UA"], sources=[SOURCE]))
-    assert [(p.valid_from, p.area_km2 == 0) for p in sumy] == [
-        (at("2024-08-25T06:00:00"), False),
-        (at("2025-03-20T00:00:00"), True),
-    ]
+    # UA ground drawn over the border into Sumy is not UA-held ground in Ukraine: the profile's
+    # rule for #01579b applies within Russia only, so Sumy has no piece of it.
+    assert repo.history("sumy", PieceFilter(parties=["UA"], sources=[SOURCE])) == []
 
     # The issue's "done means": the Kursk series out of the API, with a 0 where UA ground ended.
     app = create_app(Settings(database_url=str(repo.engine.url)), engine=repo.engine)
@@ -259,7 +257,7 @@ def test_a_dry_run_computes_everything_and_writes_nothing(repo: Store, tmp_path:
     summary = run(repo, archive, dry_run=True)
     assert summary.dry_run
     assert summary.ok
-    assert (summary.observations, summary.confirmations, summary.ended) == (4, 12, 2)
+    assert (summary.observations, summary.confirmations, summary.ended) == (4, 12, 1)
     assert counts(repo) == before
     assert summary.lines()[0].startswith("dry run, nothing written: 6 files: 6 read")
 
@@ -472,7 +470,7 @@ def test_the_import_command(repo: Store, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "6 files: 6 read, 0 already imported, 0 failed" in done.stdout
     assert "unchanged confirmations: 12" in done.stdout
-    assert "ended records: 2" in done.stdout
+    assert "ended records: 1" in done.stdout
     assert "import: 100%" in done.stderr  # the progress bar
     assert {k: v for k, v in counts(repo).items() if k != "pieces"} == FULL_RUN
 
@@ -520,6 +518,77 @@ def test_deepstate_rules_compare_colours_without_case() -> None:
     assert rules.classify({"fill": "#01579b"}) == ("UA", "controlled")
 
 
+# --- rules scoped by country ---------------------------------------------------------------------
+
+KURSK_SUMY = box(34.9, 50.9, 35.7, 51.5)  # across the Kursk (RU) / Sumy (UA) border
+KHARKIV_BELGOROD = box(36.0, 50.2, 36.9, 50.7)  # across the Kharkiv (UA) / Belgorod (RU) border
+BELGOROD_ONLY = box(37.0, 50.8, 37.2, 50.9)  # wholly in Belgorod
+
+
+def country_ground(repo: Store, code: str) -> Any:
+    return shapely.union_all([r.boundary for r in repo.regions() if r.country_code == code])
+
+
+def test_scoped_rules_clip_a_map_that_straddles_the_border(repo: Store, tmp_path: Path) -> None:
+    """DeepState's UA colour counts only in Russia, its occupied colours only in Ukraine; the
+    colours whose meaning is not established are skipped, each under a reason that says so."""
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    # The day before, the only ground drawn in the RU colour lies in Russia: nothing to store.
+    write(folder / "2024-12-31.geojson", fc([area_feature(BELGOROD_ONLY, "#880e4f", "ru")]))
+    features = [
+        area_feature(KURSK_SUMY, "#01579b", "ua"),
+        area_feature(KHARKIV_BELGOROD, "#a52714", "ru"),
+        area_feature(box(37.0, 48.5, 37.1, 48.6), "#ff5252", "red"),
+        area_feature(box(37.2, 48.5, 37.3, 48.6), "#0288d1", "blue"),
+    ]
+    write(folder / "2025-01-01.geojson", fc(features))
+    summary = run(repo, folder)
+    assert summary.ok, summary.errors
+    assert summary.observations == 2
+    assert dict(summary.skipped) == {
+        "outside UA (the rule applies within UA only)": 1,
+        "#ff5252: meaning not established (likely Russian attack arrows), not counted as ground": 1,
+        "#0288d1: meaning not established (likely Ukrainian attack arrows), "
+        "not counted as ground": 1,
+    }
+    moment = at("2025-01-01T00:00:00")
+    where = {}
+    for region in ("kursk", "sumy", "kharkiv", "belgorod"):
+        where[region] = {
+            p.party: p.area_km2
+            for p in repo.in_force(region, moment, PieceFilter(sources=[SOURCE]))
+        }
+    assert where["sumy"] == {}  # the UA colour over the border: not UA ground in Ukraine
+    assert set(where["belgorod"]) == {"UA"}  # the Kursk salient's tip reaches Belgorod; RU: none
+    assert where["kursk"] == {"UA": pytest.approx(kursk_km2(KURSK_SUMY, repo), abs=0.01)}
+    kharkiv = repo.region("kharkiv").boundary
+    assert kharkiv is not None
+    expected = geo.geodesic_area_km2(geo.clip(KHARKIV_BELGOROD, kharkiv))
+    assert where["kharkiv"] == {"RU": pytest.approx(expected, abs=0.01)}
+
+    # The observations themselves hold the clipped ground, not the drawing over the border.
+    with repo.engine.connect() as c:
+        query = select(observations.c.party, observations.c.geometry)
+        stored = dict(c.execute(query.where(observations.c.source == SOURCE)).all())
+    for party, drawn, country in (("UA", KURSK_SUMY, "RU"), ("RU", KHARKIV_BELGOROD, "UA")):
+        geometry = stored[party]
+        inside = geo.clip(drawn, country_ground(repo, country))
+        assert geo.geodesic_area_km2(geometry) == pytest.approx(
+            geo.geodesic_area_km2(inside), rel=1e-6
+        )
+        assert geo.geodesic_area_km2(geometry) < geo.geodesic_area_km2(drawn) - 100
+
+
+def test_a_rule_scoped_to_a_country_without_regions_is_refused(repo: Store, tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "rules.json",
+        [{"match": {"fill": "#a52714"}, "party": "RU", "within": {"country": "BY"}}],
+    )
+    with pytest.raises(InvalidInput, match=r"scoped to countries without regions \['by'\]"):
+        run(repo, tmp_path, rules=load_rules(path))
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -528,6 +597,9 @@ def test_deepstate_rules_compare_colours_without_case() -> None:
         ('[{"match": {"a": 1}, "status": "held"}]', "rule 0: status must be one of"),
         ('[{"match": {"a": 1}, "colour": "red"}]', "rule 0: unknown keys ['colour']"),
         ("[{", "not valid JSON"),
+        ('[{"match": {"a": 1}, "within": "RU"}]', "rule 0: 'within' must be {\"country\""),
+        ('[{"match": {"a": 1}, "within": {"oblast": "x"}}]', "rule 0: 'within' must be"),
+        ('[{"match": {"a": 1}, "within": {"country": [""]}}]', "must be non-empty strings"),
     ],
 )
 def test_a_bad_rules_file_is_refused_with_where(tmp_path: Path, content: str, message: str) -> None:

@@ -38,8 +38,8 @@ from app.domain.model import Basis, Citation, NewObservation, Source, Status
 from app.domain.timeutil import isoformat
 from app.importer import moments
 from app.importer.reading import FileError, MapFile, Snapshot, discover, read_snapshot
-from app.importer.rules import Rules
-from app.importer.snapshot import Line, classify, raw_drawing, union
+from app.importer.rules import Rules, normalise
+from app.importer.snapshot import Line, classify, raw_drawing, scoped_union
 from app.storage.database import Database
 from app.storage.unit import UnitOfWork
 
@@ -147,6 +147,7 @@ class Importer:
         self.db = db
         self.o = options
         self.source = self._check_references()
+        self.countries = self._countries()
         self._state: dict[Line, LineState] | None = None
         self._dry_unit: UnitOfWork | None = None  # the one unit of a dry run
 
@@ -170,6 +171,26 @@ class Importer:
         if self.o.time_from == "property" and not self.o.time_property:
             raise InvalidInput("--time-from property needs --time-property NAME.")
         return sources[self.o.source]
+
+    def _countries(self) -> dict[str, Any]:
+        """The ground of each country the rules are scoped to: the union of its regions."""
+        wanted = self.o.rules.countries
+        if not wanted:
+            return {}
+        members: dict[str, list[Any]] = {}
+        with self.db.read() as unit:
+            regions = unit.regions.all()
+        for region in regions:
+            for key in (normalise(region.country), normalise(region.country_code)):
+                if key is not None and region.boundary is not None:
+                    members.setdefault(key, []).append(region.boundary)
+        unknown = sorted(wanted - set(members))
+        if unknown:
+            raise InvalidInput(
+                f"{self.o.rules.name} is scoped to countries without regions {unknown}. "
+                f"Countries of the known regions: {', '.join(sorted(members))}."
+            )
+        return {c: shapely.union_all(members[c]) for c in wanted}
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -330,7 +351,7 @@ class Importer:
         self, w: UnitOfWork, file_id: int, file: MapFile, snapshot: Snapshot, moment: dt.datetime
     ) -> FileResult:
         classified = classify(snapshot.features, self.o.rules)
-        raws = {line: raw_drawing(features) for line, features in classified.lines.items()}
+        raws = {line: raw_drawing(classified.features(line)) for line in classified.lines}
         warm = self._state or {}
         unchanged = self._state is not None and {line: s.raw for line, s in warm.items()} == raws
         # Not needed when every (party, status) is drawn exactly as in the previous file.
@@ -345,19 +366,23 @@ class Importer:
             in_force,
             FileResult(features=len(snapshot.features), skipped=classified.skipped),
         )
-        for line, features in classified.lines.items():
+        for line, groups in classified.lines.items():
+            features = classified.features(line)
             known = warm.get(line)
             if known is not None and known.raw == raws[line]:
                 m.result.confirmations += w.imports.confirm(known.observation_id, moment, file_id)
                 m.result.repaired += known.repaired
                 m.result.state[line] = known
                 continue
-            drawn = union(file.name, features, self.o.strict)
+            drawn = scoped_union(file.name, groups, self.o.strict, self.countries)
             m.result.repaired += drawn.repaired
+            m.result.skipped.update(drawn.outside_scope)
             if drawn.unreadable:
                 m.result.skipped["unreadable geometry"] += drawn.unreadable
             if drawn.geometry is None:
-                m.result.skipped["no area"] += len(features) - drawn.unreadable
+                gone = drawn.unreadable + sum(drawn.outside_scope.values())
+                if len(features) > gone:
+                    m.result.skipped["no area"] += len(features) - gone
                 continue
             stored = self._store(m, line, len(features), drawn.geometry)
             if stored is not None:

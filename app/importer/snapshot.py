@@ -23,7 +23,7 @@ from shapely.geometry import MultiPolygon
 from app.domain import geometry as geo
 from app.domain.model import Status
 from app.importer.reading import Feature, FileError
-from app.importer.rules import Rules, Skip
+from app.importer.rules import Rules, Scope, Skip
 
 Line = tuple[str | None, Status]  # (party, status)
 
@@ -38,8 +38,12 @@ _NOT_TERRITORY = {
 
 @dataclass
 class Classified:
-    lines: dict[Line, list[Feature]] = field(default_factory=dict)
+    # per (party, status), its features by the scope of the rule that took them
+    lines: dict[Line, dict[Scope, list[Feature]]] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)
+
+    def features(self, line: Line) -> list[Feature]:
+        return [f for group in self.lines[line].values() for f in group]
 
 
 def classify(features: Iterable[Feature], rules: Rules) -> Classified:
@@ -53,11 +57,12 @@ def classify(features: Iterable[Feature], rules: Rules) -> Classified:
         if kind in _NOT_TERRITORY:
             out.skipped[_NOT_TERRITORY[kind]] += 1
             continue
-        outcome = rules.classify(feature.properties)
-        if isinstance(outcome, Skip):
-            out.skipped[outcome.reason] += 1
+        rule = rules.rule_for(feature.properties)
+        if isinstance(rule, Skip):
+            out.skipped[rule.reason] += 1
         else:
-            out.lines.setdefault(outcome, []).append(feature)
+            line = (rule.party, rule.status)
+            out.lines.setdefault(line, {}).setdefault(rule.within, []).append(feature)
     return out
 
 
@@ -76,6 +81,7 @@ class Union:
     geometry: MultiPolygon | None  # None: nothing with an area was left
     repaired: int = 0
     unreadable: int = 0
+    outside_scope: Counter[str] = field(default_factory=Counter)  # features clipped away whole
 
 
 def _shapes(file: str, features: Sequence[Feature], strict: bool) -> tuple[list[Any], int]:
@@ -120,3 +126,35 @@ def union(file: str, features: Sequence[Feature], strict: bool) -> Union:
         array[invalid] = shapely.make_valid(array[invalid])
     merged = geo.polygonal_part(shapely.union_all(array))
     return Union(None if merged is None else geo.to_multipolygon(merged), len(invalid), unreadable)
+
+
+def scoped_union(
+    file: str,
+    groups: Mapping[Scope, Sequence[Feature]],
+    strict: bool,
+    countries: Mapping[str, Any],
+) -> Union:
+    """The union of one line's features, each group clipped to the countries its rule is
+    scoped to (``countries``: normalised country -> the union of its regions)."""
+    parts: list[MultiPolygon] = []
+    repaired = unreadable = 0
+    outside: Counter[str] = Counter()
+    for scope, features in groups.items():
+        drawn = union(file, features, strict)
+        repaired += drawn.repaired
+        unreadable += drawn.unreadable
+        geometry = drawn.geometry
+        if geometry is not None and scope is not None:
+            areas = [countries[c] for c in sorted(scope)]
+            geometry = geo.clip(geometry, areas[0] if len(areas) == 1 else shapely.union_all(areas))
+            if geometry is None:
+                where = ", ".join(sorted(c.upper() for c in scope))
+                outside[f"outside {where} (the rule applies within {where} only)"] += (
+                    len(features) - drawn.unreadable
+                )
+        if geometry is not None:
+            parts.append(geometry)
+    if len(parts) > 1:
+        merged = geo.polygonal_part(shapely.union_all(parts))
+        parts = [] if merged is None else [geo.to_multipolygon(merged)]
+    return Union(parts[0] if parts else None, repaired, unreadable, outside)

@@ -221,3 +221,25 @@ SPATIAL_COLUMNS = (
     ("pieces", "geometry"),
     ("region_boundaries", "boundary"),
 )
+
+# A source's own published area figures for one of its map snapshots (DeepStateMap's /areas),
+# next to the geodesic area measured here of the same drawing as drawn (before any clipping),
+# per fill colour. A row with ``fill`` "" says the snapshot had no published figures (404).
+published_areas = Table(
+    "published_areas",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(64), ForeignKey("sources.slug"), nullable=False),
+    Column("snapshot", String(64), nullable=False),  # the source's snapshot id
+    Column("moment", UTCDateTime(), nullable=False),
+    Column("fill", String(32), nullable=False),  # normalised colour, "" = none published
+    Column("kind", Text, nullable=True),  # the source's name for it ("occupied", ...)
+    Column("published_km2", Float, nullable=True),
+    Column("published_percent", Float, nullable=True),
+    Column("measured_km2", Float, nullable=True),  # here, as drawn, before clipping
+    Column("difference_pct", Float, nullable=True),  # (measured - published) / published
+    Column("flagged", Boolean, nullable=False, default=False),  # beyond the tolerance
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("source", "snapshot", "fill", name="uq_published_areas_source_snapshot_fill"),
+    Index("ix_published_areas_source_moment", "source", "moment"),
+)

@@ -17,6 +17,7 @@ part               owns
 ``derived``        keeping pieces in step with observations: cut, deactivate, intervals
 ``imports``        the import ledger, confirmations, what a source has in force
 ``idempotency``    Idempotency-Key claims and the answers stored with them
+``published``      areas a source publishes for its own maps, next to those measured here
 ``tokens``         bearer tokens (hashes only)
 ``exports``        research export rows with revision fields
 =================  ==========================================================================
@@ -38,6 +39,7 @@ from app.storage.idempotency import Idempotency
 from app.storage.imports import Imports
 from app.storage.observations import Observations
 from app.storage.pieces import Pieces
+from app.storage.published import PublishedAreas
 from app.storage.reference import Reference
 from app.storage.regions import Regions
 from app.storage.revisions import Revisions
@@ -111,6 +113,10 @@ class UnitOfWork:
     def idempotency(self) -> Idempotency:
 
         return Idempotency(self)
+
+    @cached_property
+    def published(self) -> PublishedAreas:
+        return PublishedAreas(self)
 
     @cached_property
     def tokens(self) -> Tokens:
