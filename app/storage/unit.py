@@ -19,6 +19,7 @@ part               owns
 ``idempotency``    Idempotency-Key claims and the answers stored with them
 ``tokens``         bearer tokens (hashes only)
 ``exports``        research export rows with revision fields
+``tiles``          Mapbox Vector Tiles of the control pieces and the regions
 =================  ==========================================================================
 """
 
@@ -40,6 +41,7 @@ from app.storage.reference import Reference
 from app.storage.regions import Regions
 from app.storage.revisions import Revisions
 from app.storage.tables import observations, parties, pieces, regions, sources
+from app.storage.tiles import Tiles
 from app.storage.tokens import Tokens
 
 
@@ -109,6 +111,10 @@ class UnitOfWork:
     def exports(self) -> Exports:
 
         return Exports(self)
+
+    @cached_property
+    def tiles(self) -> Tiles:
+        return Tiles(self)
 
     # --- the database as a whole --------------------------------------------------------------
 

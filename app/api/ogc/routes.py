@@ -28,6 +28,7 @@ from app.domain.errors import InvalidParameter, NotFound
 from app.domain.timeutil import isoformat, now, parse_window
 from app.settings import Settings
 from app.storage.base import chunks
+from app.storage.tiles import LAYERS
 
 router = APIRouter(tags=["OGC API - Features"])
 
@@ -52,6 +53,15 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/property-property",
+    # OGC API - Tiles (app/api/ogc/tiles.py) and the tile matrix sets it uses
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/tms/2.0/conf/tilematrixset",
+    "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
 ]
 
 # Query parameters every /items request may carry; each collection adds its property ones.
@@ -173,6 +183,7 @@ def landing(request: Request, f: Format = None) -> Response:
         link(f"{base}/conformance", OGC_REL + "conformance", JSON_TYPE, "Conformance classes"),
         link(f"{base}/collections", "data", JSON_TYPE, "Feature collections"),
         link(f"{base}/collections", OGC_REL + "data", JSON_TYPE, "Feature collections"),
+        link(f"{base}/tileMatrixSets", OGC_REL + "tiling-schemes", JSON_TYPE, "Tiling schemes"),
         link(f"{base}/regions", "regions", GEOJSON_MEDIA_TYPE, "Regions and their claims"),
         link(f"{base}/parties", "parties", JSON_TYPE, "Parties"),
         link(f"{base}/sources", "sources", JSON_TYPE, "Sources"),
@@ -278,6 +289,11 @@ def collection_json(request: Request, collection: Collection, unit: Unit) -> dic
             link(f"{base}/queryables", OGC_REL + "queryables", SCHEMA_TYPE, "Queryables"),
             link(f"{base}/schema", "describedby", SCHEMA_TYPE, "Feature properties"),
             link(f"{base}/schema", OGC_REL + "schema", SCHEMA_TYPE, "Feature properties"),
+            *(
+                [link(f"{base}/tiles", OGC_REL + "tilesets-vector", JSON_TYPE, "Vector tiles")]
+                if collection.id in LAYERS
+                else []
+            ),
         ],
     }
 
