@@ -252,15 +252,19 @@ class Tiles(Part):
     @staticmethod
     def _known_pieces(found: Sequence[Any]) -> Select[Any]:
         """The rows of these pieces with the validity intervals decided in Python."""
-        keys = func.unnest(
-            cast([p.observation_id for p in found], ARRAY(Integer)),
-            cast([p.region for p in found], ARRAY(String)),
-            cast([p.valid_until for p in found], ARRAY(DateTime(timezone=True))),
-        ).table_valued(
-            column("observation_id", Integer),
-            column("region", String),
-            column("valid_until", DateTime(timezone=True)),
-            name="k",
+        keys = (
+            func.unnest(
+                cast([p.observation_id for p in found], ARRAY(Integer)),
+                cast([p.region for p in found], ARRAY(String)),
+                cast([p.valid_until for p in found], ARRAY(DateTime(timezone=True))),
+            )
+            .table_valued(
+                column("observation_id", Integer),
+                column("region", String),
+                column("valid_until", DateTime(timezone=True)),
+                name="k",
+            )
+            .render_derived()
         )
         match = and_(
             keys.c.observation_id == pieces.c.observation_id, keys.c.region == pieces.c.region
