@@ -9,8 +9,9 @@
 - ``/collections/{id}/tiles`` and ``…/tiles/WebMercatorQuad``: the OGC tileset list and tileset;
   ``/tileMatrixSets`` and ``/tileMatrixSets/WebMercatorQuad``: the tiling scheme (morecantile).
 
-A tile with nothing in it is a ``200`` with an empty body (MapLibre, OpenLayers and GDAL take
-it as an empty tile; a ``204`` makes some clients log errors). A tile outside the matrix is a
+A tile with nothing in it is a ``200`` with an empty body (MapLibre and OpenLayers take it as
+an empty tile, as they do a ``204``; a ``200`` also suits clients and caches that take a ``204``
+for an error). A tile outside the matrix is a
 ``404`` problem that gives the valid range.
 """
 
