@@ -147,6 +147,19 @@ def test_regions_tile_shows_what_items_serves(client: TestClient, zoom: int) -> 
     assert set(features[0]["properties"]) == {"slug", "name", "country", "area_km2"}
 
 
+def test_seeded_tiles_stay_small(client: TestClient) -> None:
+    for zoom in range(15):
+        tile = TMS.tile(*KURSK, zoom)
+        for collection, params in (
+            ("control", {}),
+            ("control", {"datetime": "2025-05-01"}),
+            ("regions", {}),
+        ):
+            r = client.get(tile_path(collection, tile), params=params)
+            assert r.status_code == 200
+            assert len(r.content) < 500_000, (collection, tile, params)
+
+
 def test_an_empty_tile_is_an_empty_200(client: TestClient) -> None:
     atlantic = TMS.tile(-30.0, 40.0, 6)
     r = client.get(tile_path("control", atlantic))
@@ -338,7 +351,12 @@ THEATRE_DAY = "2024-01-02"  # the second of the three maps
 
 
 def _theatre_tiles() -> list[morecantile.Tile]:
-    return tiles_of(UKRAINE, 5) + front_tiles(8)[::3] + front_tiles(12)[::40]
+    return [
+        *tiles_of(UKRAINE, 1),
+        *tiles_of(UKRAINE, 5),
+        *front_tiles(8)[::3],
+        *front_tiles(12)[::40],
+    ]
 
 
 @pytest.mark.postgis
@@ -364,7 +382,7 @@ def test_both_databases_draw_the_same_tiles(
 
 @pytest.mark.postgis
 def test_both_databases_draw_the_same_regions(theatres: dict[str, TestClient]) -> None:
-    for tile in tiles_of(UKRAINE, 4) + tiles_of(UKRAINE, 6)[::5]:
+    for tile in [*tiles_of(UKRAINE, 1), *tiles_of(UKRAINE, 4), *tiles_of(UKRAINE, 6)[::5]]:
         by_backend = [
             {key(f["properties"]): shape(f["geometry"]).area for f in decoded(c, "regions", tile)}
             for c in theatres.values()

@@ -17,8 +17,8 @@ Both databases give the same features with the same properties, shaped the same 
 
 A pixel is the ``cellSize`` of the zoom level in morecantile's WebMercatorQuad (tiles of 256
 pixels). On PostGIS the whole of it is one statement (``ST_AsMVT``/``ST_AsMVTGeom``, the
-candidates found through the GiST index by ``geometry && ST_Transform(ST_TileEnvelope(…),
-4326)``); on SQLite the candidates come from the bounding-box columns and shapely and
+candidates found through the GiST index by ``geometry && <the tile and its buffer in
+lon/lat>``); on SQLite the candidates come from the bounding-box columns and shapely and
 ``mapbox-vector-tile`` do the rest. With ``known_at`` the candidates and their validity
 intervals are decided in Python on both (they are recomputed from the record as it stood), and
 PostGIS shapes and encodes those.
@@ -312,8 +312,10 @@ class Tiles(Part):
         """PostGIS: ``rows`` (the properties ``names`` and a lon/lat ``geometry``) as one layer."""
         z, x, y = shape.tile.z, shape.tile.x, shape.tile.y
         f = rows.subquery("f")
-        world = func.ST_MakeEnvelope(*TMS.xy_bbox, 3857)
-        wide = func.ST_Transform(func.ST_TileEnvelope(z, x, y, world, MARGIN), 4326)
+        # The tile and its buffer in lon/lat, as the SQLite path clips it. (Not
+        # ST_Transform(ST_TileEnvelope(z, x, y, margin => …), 4326): it wraps a buffer beyond
+        # ±180° round to the other side of the world.)
+        wide = func.ST_MakeEnvelope(*shape.clip_lonlat, 4326)
         shaped = func.ST_Simplify(
             func.ST_Transform(func.ST_ClipByBox2D(f.c[geometry], func.Box2D(wide)), 3857),
             shape.tolerance,

@@ -64,7 +64,7 @@ TileMatrixSetId = Annotated[
 
 def _check_parameters(request: Request, coll: Collection) -> None:
     """An unknown parameter is a 400 that lists the known ones (as for items)."""
-    allowed = {"datetime", "known_at", "f", *coll.parameters}
+    allowed = {"datetime", "known_at", *coll.parameters}
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         raise InvalidParameter(
