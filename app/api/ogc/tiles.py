@@ -207,7 +207,9 @@ def _limits(bounds: list[float]) -> list[dict[str, Any]]:
 
 # --- routes -----------------------------------------------------------------------------------
 
-TileInt = Path(description="Zoom level (0-14), column (x) or row (y) of the tile.")
+Zoom = Annotated[int, Path(description=f"Zoom level (tile matrix), {MIN_ZOOM} to {MAX_ZOOM}.")]
+Column = Annotated[int, Path(description="Tile column, 0 to 2^z - 1, west to east.")]
+Row = Annotated[int, Path(description="Tile row, 0 to 2^z - 1, north to south.")]
 
 
 def _routes(coll: Collection) -> None:
@@ -289,9 +291,9 @@ def _routes(coll: Collection) -> None:
         request: Request,
         unit: Unit,
         tile_matrix_set_id: TileMatrixSetId,
-        z: Annotated[int, TileInt],
-        x: Annotated[int, TileInt],
-        y: Annotated[int, TileInt],
+        z: Zoom,
+        x: Column,
+        y: Row,
         filters: Filters,
     ) -> Response:
         _tms(tile_matrix_set_id)
