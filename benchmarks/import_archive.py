@@ -30,9 +30,12 @@ import time
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from app.storage.database import Database
 
 SOURCE = "deepstate-bench"
 START = dt.datetime(2024, 1, 1, 6, 0, tzinfo=dt.UTC)
@@ -185,18 +188,12 @@ def floor(paths: list[Path]) -> float:
 # --- one import, in a child process --------------------------------------------------------------
 
 
-def child(url: str, paths: list[Path]) -> dict[str, Any]:
-    from sqlalchemy import text
-
+def prepare(db: Database) -> None:
+    """Migrate ``db`` and give it what the archive needs: the regions, UA and RU, the source."""
     from app.domain.model import Party, Source, SourceKind
-    from app.importer.engine import Importer, ImportOptions
-    from app.importer.rules import PROFILES
     from app.seed import load_regions
     from app.settings import PROJECT_ROOT
-    from app.storage.database import Database, create_db_engine
 
-    engine = create_db_engine(url)
-    db = Database(engine)
     db.upgrade()
     with db.write("bench") as unit:
         load_regions(unit, PROJECT_ROOT / "data" / "regions" / "boundaries.geojson")
@@ -205,6 +202,18 @@ def child(url: str, paths: list[Path]) -> dict[str, Any]:
         unit.reference.save_source(
             Source(SOURCE, "DeepStateMap (generated)", SourceKind.OSINT, None)
         )
+
+
+def child(url: str, paths: list[Path]) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    from app.importer.engine import Importer, ImportOptions
+    from app.importer.rules import PROFILES
+    from app.storage.database import Database, create_db_engine
+
+    engine = create_db_engine(url)
+    db = Database(engine)
+    prepare(db)
 
     def size() -> int:
         if engine.dialect.name == "sqlite":

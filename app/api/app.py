@@ -20,6 +20,7 @@ from app.api.middleware import (
 )
 from app.api.ogc import openapi
 from app.api.ogc import routes as ogc
+from app.api.ogc import tiles as ogc_tiles
 from app.api.routes import admin, exports, meta, observations, regions
 from app.settings import Settings, get_settings
 from app.storage.database import Database
@@ -80,6 +81,11 @@ def create_app(
                 "description": "Landing page, conformance, collections and items, for GIS "
                 "clients (QGIS, GDAL/OGR, OWSLib); time-aware `datetime`, CQL2 `filter`.",
             },
+            {
+                "name": "OGC API - Tiles",
+                "description": "Mapbox Vector Tiles of `control` and `regions` on "
+                "WebMercatorQuad, with the filters of the items, and TileJSON for web maps.",
+            },
         ],
     )
     app.state.settings = settings
@@ -104,6 +110,7 @@ def create_app(
     viewer.install(app)
     app.include_router(meta.router)
     app.include_router(ogc.router, dependencies=reads)
+    app.include_router(ogc_tiles.router, dependencies=reads)
     app.include_router(regions.router, dependencies=reads)
     app.include_router(exports.router, dependencies=reads)
     app.include_router(observations.router)

@@ -9,6 +9,8 @@
 - Row locks (``SELECT … FOR UPDATE``) and advisory locks exist on PostgreSQL only; on SQLite
   they are no-ops because the write lock is already held.
 - SQLite returns aggregates over timestamp columns as text.
+- Moments as RFC 3339 text in SQL (vector tiles encoded by PostGIS) are PostgreSQL's
+  ``to_char``; SQLite tiles are encoded in Python.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, event, func, text
+from sqlalchemy import BigInteger, Connection, Engine, Row, case, cast, event, func, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement, Executable, Select
 
@@ -100,3 +102,17 @@ def in_byte_order(c: Connection, column: Any) -> Any:
     """A text column to sort by code points, as Python and SQLite do (PostgreSQL otherwise
     sorts by the database's locale)."""
     return column.collate("C") if c.dialect.name == "postgresql" else column
+
+
+def rfc3339(moment: Any) -> ColumnElement[str]:
+    """A timestamptz as :func:`app.domain.timeutil.isoformat` writes it (PostgreSQL): UTC, a
+    ``Z``, whole seconds unless there is a fraction; NULL stays NULL."""
+    utc = func.timezone("UTC", moment)
+    fraction = case(
+        (
+            cast(func.date_part("microseconds", moment), BigInteger) % 1000000 != 0,
+            func.to_char(utc, ".US"),
+        ),
+        else_="",
+    )
+    return func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS').concat(fraction).concat("Z")

@@ -103,7 +103,7 @@ def column_in(column: Any, values: Sequence[str | None]) -> ColumnElement[bool]:
 
 
 class Pieces(Part):
-    def _piece_query(
+    def selection(
         self,
         region: str | None,
         flt: PieceFilter,
@@ -155,7 +155,7 @@ class Pieces(Part):
         recomputed from that record (the stored ``valid_until`` reflects the present).
         """
         if known_at is None:
-            query = in_window(self._piece_query(region, flt, with_geometry), at, at)
+            query = in_window(self.selection(region, flt, with_geometry), at, at)
             return [piece_from_row(row) for row in self.c.execute(query).mappings()]
         chosen = [
             p
@@ -179,7 +179,7 @@ class Pieces(Part):
 
         With ``known_at``: the record as it stood then, with validity intervals recomputed.
         """
-        query = self._piece_query(region, flt, with_geometry=False, known_at=known_at)
+        query = self.selection(region, flt, with_geometry=False, known_at=known_at)
         found = [piece_from_row(row) for row in self.c.execute(query).mappings()]
         if known_at is not None:
             found = asof.with_intervals(found)
@@ -208,7 +208,7 @@ class Pieces(Part):
         testimony (so only the cuts by region and by ``since``, the earliest ``valid_from``, are
         made in SQL then: an interval depends on the pieces after it, not before).
         """
-        query = self._piece_query(None, flt, with_geometry=False, known_at=known_at)
+        query = self.selection(None, flt, with_geometry=False, known_at=known_at)
         if regions is not None:  # lines of testimony are per region: safe to cut before
             query = query.where(pieces.c.region.in_(list(regions)))
         if since is not None:
@@ -237,7 +237,7 @@ class Pieces(Part):
         """One page of the current pieces that meet everything asked, with their polygons,
         and how many meet it: selected, counted, ordered and paged in the database. The
         bounding box is exact only where :attr:`exact_bbox`."""
-        query = self._piece_query(None, flt, with_geometry=False)
+        query = self.selection(None, flt, with_geometry=False)
         if regions is not None:
             query = query.where(pieces.c.region.in_(list(regions)))
         if since is not None:
@@ -257,7 +257,7 @@ class Pieces(Part):
 
     def of_observation(self, observation_id: int) -> list[Piece]:
         """The current pieces of one observation (without polygons)."""
-        query = self._piece_query(None, PieceFilter(), with_geometry=False)
+        query = self.selection(None, PieceFilter(), with_geometry=False)
         query = query.where(pieces.c.observation_id == observation_id)
         return [piece_from_row(row) for row in self.c.execute(query).mappings()]
 

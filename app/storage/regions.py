@@ -29,7 +29,7 @@ def bbox_values(geometry: Any) -> dict[str, float | None]:
 class Regions(Part):
     _boundaries: dict[str, MultiPolygon] | None = None
 
-    def _query(self, with_boundary: bool, known_at: dt.datetime | None) -> Select[Any]:
+    def selection(self, with_boundary: bool, known_at: dt.datetime | None) -> Select[Any]:
         """Regions with their current boundary, or (``known_at``) the boundary they had then."""
         if known_at is None:
             cols: list[Any] = [regions.c.area_km2, regions.c.boundary]
@@ -47,7 +47,7 @@ class Regions(Part):
         return query.add_columns(*names, *(cols[1:] if with_boundary else []))
 
     def all(self, with_boundary: bool = True, known_at: dt.datetime | None = None) -> list[Region]:
-        query = self._query(with_boundary, known_at)
+        query = self.selection(with_boundary, known_at)
         rows = self.c.execute(query.order_by(regions.c.country, regions.c.slug)).all()
         return [Region(*row) for row in rows]
 
@@ -56,7 +56,7 @@ class Regions(Part):
     ) -> Region:
         """One region; ``UnknownRegion`` (404, naming the known ones) when there is none."""
         row = self.c.execute(
-            self._query(with_boundary, known_at).where(regions.c.slug == slug)
+            self.selection(with_boundary, known_at).where(regions.c.slug == slug)
         ).first()
         if row is None:
             raise UnknownRegion(slug, self.slugs())

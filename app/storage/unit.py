@@ -20,6 +20,7 @@ part               owns
 ``published``      areas a source publishes for its own maps, next to those measured here
 ``tokens``         bearer tokens (hashes only)
 ``exports``        research export rows with revision fields
+``tiles``          Mapbox Vector Tiles of the control pieces and the regions
 =================  ==========================================================================
 """
 
@@ -44,6 +45,7 @@ from app.storage.reference import Reference
 from app.storage.regions import Regions
 from app.storage.revisions import Revisions
 from app.storage.tables import data_version, observations, parties, pieces, regions, sources
+from app.storage.tiles import Tiles
 from app.storage.tokens import Tokens
 
 
@@ -127,6 +129,10 @@ class UnitOfWork:
     def exports(self) -> Exports:
 
         return Exports(self)
+
+    @cached_property
+    def tiles(self) -> Tiles:
+        return Tiles(self)
 
     # --- the database as a whole --------------------------------------------------------------
 

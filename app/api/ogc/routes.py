@@ -39,6 +39,7 @@ from app.domain import geometry as geo
 from app.domain.errors import InvalidParameter, NotFound
 from app.domain.timeutil import Window, age_days, isoformat, now, parse_window
 from app.settings import Settings
+from app.storage.tiles import LAYERS
 
 router = APIRouter(tags=["OGC API - Features"], route_class=CheckedRoute)
 
@@ -63,6 +64,15 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/property-property",
+    # OGC API - Tiles (app/api/ogc/tiles.py) and the tile matrix sets it uses
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/tms/2.0/conf/tilematrixset",
+    "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
 ]
 
 # The property parameters of /items (region, party, …): each collection takes some of them.
@@ -114,7 +124,7 @@ class ItemsParameters:
 ConnectionParameters = Annotated[ItemsParameters, Depends()]
 
 
-def _check_parameters(request: Request, coll: Collection) -> None:
+def check_collection_parameters(request: Request, coll: Collection) -> None:
     """The route refuses what /items does not declare (see app.api.routing); a property
     parameter that the collection has no property for is refused the same way."""
     other = PROPERTY_PARAMETERS - set(coll.parameters)
@@ -227,6 +237,7 @@ def landing(request: Request, _connection: ConnectionParameters, f: Format = Non
         link(f"{base}/conformance", OGC_REL + "conformance", JSON_TYPE, "Conformance classes"),
         link(f"{base}/collections", "data", JSON_TYPE, "Feature collections"),
         link(f"{base}/collections", OGC_REL + "data", JSON_TYPE, "Feature collections"),
+        link(f"{base}/tileMatrixSets", OGC_REL + "tiling-schemes", JSON_TYPE, "Tiling schemes"),
         link(f"{base}/regions", "regions", GEOJSON_MEDIA_TYPE, "Regions and their claims"),
         link(f"{base}/parties", "parties", JSON_TYPE, "Parties"),
         link(f"{base}/sources", "sources", JSON_TYPE, "Sources"),
@@ -332,6 +343,11 @@ def collection_json(request: Request, collection: Collection, unit: Unit) -> dic
             link(f"{base}/queryables", OGC_REL + "queryables", SCHEMA_TYPE, "Queryables"),
             link(f"{base}/schema", "describedby", SCHEMA_TYPE, "Feature properties"),
             link(f"{base}/schema", OGC_REL + "schema", SCHEMA_TYPE, "Feature properties"),
+            *(
+                [link(f"{base}/tiles", OGC_REL + "tilesets-vector", JSON_TYPE, "Vector tiles")]
+                if collection.id in LAYERS
+                else []
+            ),
         ],
     }
 
@@ -362,7 +378,7 @@ def collection(
     f: Format = None,
 ) -> Response:
     coll = _collection(collection_id)
-    _check_parameters(request, coll)
+    check_collection_parameters(request, coll)
     body = collection_json(request, coll, unit)
     if wants_html(request, f):
         text = html.paragraph(body["description"]) + html.table(["extent"], [[body["extent"]]])
@@ -439,7 +455,7 @@ def _page_links(
     return links
 
 
-def _fresh_since(window: Window | None, oldest: dt.timedelta | None) -> dt.datetime | None:
+def fresh_since(window: Window | None, oldest: dt.timedelta | None) -> dt.datetime | None:
     """With ``max_age``: the features are those no older than that all through the window
     (without ``datetime``: now), i.e. valid from this moment on."""
     start = window[0] if window is not None else now()
@@ -481,7 +497,7 @@ def items(
     f: Format = None,
 ) -> Response:
     coll = _collection(collection_id)
-    _check_parameters(request, coll)
+    check_collection_parameters(request, coll)
     oldest = max_age_span(p.max_age)
     as_html = wants_html(request, f)
     settings = _settings(request)
@@ -500,7 +516,7 @@ def items(
         area=area,
         cql=cql,
         known_at=known_moment(p.known_at),
-        since=_fresh_since(window, oldest) if coll.temporal else None,
+        since=fresh_since(window, oldest) if coll.temporal else None,
     )
     page, matched = coll.page(unit, query, p.offset, size)
     if coll.temporal:
