@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from app.storage.database import Database
 
@@ -30,6 +31,30 @@ def throwaway_postgis() -> Iterator[Any]:
         yield databases.create
     finally:
         databases.drop_all()
+
+
+def admin_url() -> str:
+    """The PostgreSQL server the tests use (``FRONTLINE_TEST_POSTGRES_URL``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from tests.conftest import ADMIN_URL
+    return ADMIN_URL
+
+
+def named_postgis(name: str, fresh: bool = False) -> str:
+    """The URL of the database ``name`` on that server, created if missing (and emptied first
+    when ``fresh``): for a benchmark that keeps its imported data between runs."""
+    admin = create_engine(admin_url(), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            if fresh:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            exists = c.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if exists.first() is None:
+                c.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return make_url(admin_url()).set(database=name).render_as_string(hide_password=False)
 
 
 def prepare(db: Database) -> None:
