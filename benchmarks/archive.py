@@ -238,7 +238,8 @@ def _kursk_size(day: dt.date) -> float:
 
 
 class Theatre:
-    """The map's state; ``advance(day)`` redraws what changes that day."""
+    """The map's polygons and points; :func:`snapshots` decides what changes each day and
+    :meth:`redraw` changes one polygon."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
