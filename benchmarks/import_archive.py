@@ -1,18 +1,21 @@
-"""How fast ``frontline import`` reads a DeepState-style archive, against the floor of merely
+"""How fast ``frontline import`` reads a DeepStateMap-like archive, against the floor of merely
 parsing the same files with orjson, on SQLite and on PostGIS.
 
-    .venv/bin/python -m benchmarks.import_archive [--days 300] [--every 10] [--keep DIR]
+    .venv/bin/python -m benchmarks.import_archive [--sizes 100 300] [--history] [--keep DIR]
 
-It generates daily whole-front snapshots (wrapped ``{"id", "datetime", "map"}``, named by Unix
-time, about 600 KB and 100 polygons each: a long band of Russian-held ground cut into cells
-with jagged front edges, Crimea and the pre-2022 Donbas, grey zones along the front, Ukrainian
-ground in Kursk and Belgorod oblasts (gone from Belgorod late in the archive), liberated
-patches, units and arrows); the drawing changes every ``--every`` days. Each import runs in a
-child process on a fresh database (regions, parties and sources seeded first, not timed), so
-its peak memory (maxrss) is its own; it is measured for the first third of the files and for
-all of them, to show whether memory grows with the number of files. PostGIS is a throwaway
-database on ``FRONTLINE_TEST_POSTGRES_URL`` (as for the tests: default the local server as
-postgres), dropped afterwards.
+The archive is :mod:`benchmarks.archive`'s: daily whole-theatre snapshots shaped like the real
+DeepStateMap history (about 600 KB, 480 features, 104 polygons and 15,000 vertices each; a
+median of 14 polygons changed from one day to the next). The runs import the first 100 and
+300 days from 2024-08-01 and, with ``--history``, a whole history of 1,400 days from
+2022-04-01. Each import runs in a child process on a fresh database (regions, parties and the
+source seeded first, not timed), so its peak memory (maxrss) is its own. Per run it prints
+files/s, the ratio to the orjson floor (the target in issue 11: at most 6, aim 4), the cost
+per file over the first and the last 100 files (flat, or growing with the history), peak
+memory, the database's size, and on PostGIS the dead rows the import left in ``pieces`` and
+``observations`` (``pg_stat_user_tables.n_dead_tup``, with the rows updated, which autovacuum
+cannot hide). PostGIS is a throwaway database on ``FRONTLINE_TEST_POSTGRES_URL`` (as for the
+tests: default the local server as postgres), dropped afterwards. ``--json FILE`` saves the
+figures (default ``var/bench/import-<time>.json``).
 """
 
 from __future__ import annotations
@@ -21,157 +24,22 @@ import argparse
 import datetime as dt
 import json
 import math
-import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-if TYPE_CHECKING:
-    from app.storage.database import Database
+from benchmarks.archive import DEFAULT_START, generate
+from benchmarks.databases import SOURCE, dead_tuples, prepare, size_bytes, throwaway_postgis
 
-SOURCE = "deepstate-bench"
-START = dt.datetime(2024, 1, 1, 6, 0, tzinfo=dt.UTC)
-
-# --- the archive ---------------------------------------------------------------------------------
-
-# The front, north to south, roughly along the 2024 line (lon, lat).
-FRONT = [
-    (37.9, 50.25),
-    (37.6, 49.75),
-    (38.0, 49.2),
-    (37.8, 48.7),
-    (37.6, 48.2),
-    (37.2, 47.9),
-    (36.4, 47.7),
-    (35.6, 47.5),
-    (34.8, 47.45),
-    (33.8, 46.9),
-    (33.0, 46.6),
-]
-CELLS = 90  # Russian-held ground along the front, as adjacent cells
-POINTS_PER_EDGE = 110  # vertices along each cell's front edge (and as many on its rear edge)
-
-
-def _along(t: float) -> tuple[float, float]:
-    """The point at fraction t of the front polyline (its latitude falls all along)."""
-    t = min(max(t, 0.0), 1.0) * (len(FRONT) - 1)
-    i = min(int(t), len(FRONT) - 2)
-    f = t - i
-    (x0, y0), (x1, y1) = FRONT[i], FRONT[i + 1]
-    return x0 + (x1 - x0) * f, y0 + (y1 - y0) * f
-
-
-def _edge(t0: float, t1: float, offset: float, jitter: float) -> list[Any]:
-    """The front between fractions t0 and t1, moved ``offset`` degrees east and wavy by up to
-    ``jitter``. Moves are east-west only, so the edges of a cell never cross."""
-    out = []
-    for k in range(POINTS_PER_EDGE):
-        x, y = _along(t0 + (t1 - t0) * k / (POINTS_PER_EDGE - 1))
-        wave = jitter * math.sin(math.pi * k / (POINTS_PER_EDGE - 1)) * math.sin(k * 0.05)
-        out.append([round(x + offset + wave, 7), round(y, 7)])
-    return out
-
-
-def _ring(points: list[Any]) -> list[Any]:
-    return [[x, y, 0] for x, y in [*points, points[0]]]
-
-
-def _feature(ring: list[Any], fill: str, name: str) -> dict[str, Any]:
-    return {
-        "type": "Feature",
-        "geometry": {"type": "Polygon", "coordinates": [_ring(ring)]},
-        "properties": {"name": name, "fill": fill, "fill-opacity": 0.4, "stroke": fill},
-    }
-
-
-def _blob(cx: float, cy: float, r: float, n: int, rng: random.Random) -> list[Any]:
-    """A ragged oval: one radius per angle, so its outline never crosses itself."""
-    out = []
-    for k in range(n):
-        angle, radius = 2 * math.pi * k / n, r * (1 + 0.1 * rng.random())
-        out.append(
-            [round(cx + radius * math.cos(angle), 7), round(cy + 0.6 * radius * math.sin(angle), 7)]
-        )
-    return out
-
-
-OCCUPIED = "Окуповано /// Occupied /// geoJSON.status.occupied"
-ORDLO = "ОРДЛО та Крим /// ORDLO and Crimea /// geoJSON.status.ordlo"
-UNKNOWN = "Невідомо /// Unknown /// geoJSON.status.unknown"
-LIBERATED = "Звільнено /// Liberated /// geoJSON.status.liberated"
-UA_IN_RU = "ЗСУ в РФ /// AFU in Russia /// geoJSON.status.ua_in_ru"  # noqa: RUF001
-
-
-def snapshot(version: int) -> dict[str, Any]:
-    """The map as of its ``version``-th change (each change moves part of the front)."""
-    rng = random.Random(7)  # the same base map every time; versions differ where they advance
-    features = []
-    for c in range(CELLS):
-        t0, t1 = c / CELLS, (c + 1) / CELLS
-        advance = 0.004 * sum(1 for v in range(version) if (v * 37) % CELLS == c)
-        front = _edge(t0, t1, -advance, 0.004)
-        rear = _edge(t0, t1, 0.45, 0.0)
-        features.append(_feature(front + rear[::-1], "#a52714", OCCUPIED))
-    features.append(_feature(_blob(34.2, 45.3, 1.2, 900, rng), "#880e4f", ORDLO))  # Crimea
-    features.append(_feature(_blob(38.9, 48.2, 0.6, 700, rng), "#880e4f", ORDLO))  # Donbas
-    for k in range(4):
-        x, y = _along(0.15 + 0.2 * k)
-        features.append(_feature(_blob(x - 0.05, y, 0.04, 60, rng), "#bcaaa4", UNKNOWN))
-    inside_russia = [(35.3, 51.2), (35.5, 51.25), (35.2, 51.1), (36.6, 50.6)]  # Kursk, Belgorod
-    for k, (x, y) in enumerate(inside_russia):
-        if version < 20 or k == 0:  # late in the archive: less in Kursk, none in Belgorod
-            features.append(_feature(_blob(x, y, 0.05, 80, rng), "#01579b", UA_IN_RU))
-    for k in range(2):
-        x, y = _along(0.05 + 0.3 * k)
-        features.append(_feature(_blob(x - 0.3, y, 0.1, 80, rng), "#0f9d58", LIBERATED))
-    for k in range(25):  # units, airfields, arrows
-        x, y = _along(rng.random())
-        features.append(
-            {
-                "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [x - 0.1, y, 0]},
-                "properties": {"name": f"Unit {k} /// Unit {k} /// unit", "description": ""},
-            }
-        )
-    for _ in range(10):
-        x, y = _along(rng.random())
-        features.append(
-            {
-                "type": "Feature",
-                "geometry": {
-                    "type": "LineString",
-                    "coordinates": [[x, y, 0], [x - 0.1, y + 0.05, 0], [x - 0.2, y + 0.05, 0]],
-                },
-                "properties": {"name": "Arrow /// Arrow /// arrow"},
-            }
-        )
-    return {"type": "FeatureCollection", "features": features}
-
-
-def generate(folder: Path, days: int, every: int) -> list[Path]:
-    """``days`` daily files; the drawing changes every ``every`` days."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    version, current = -1, None
-    for day in range(days):
-        if current is None or (day % every == 0 and day > 0):
-            version += 1
-            current = snapshot(version)
-        moment = START + dt.timedelta(days=day)
-        stamp = int(moment.timestamp())
-        document = {"id": stamp, "datetime": moment.isoformat(), "map": current}
-        path = folder / f"{stamp}.json"
-        path.write_bytes(orjson.dumps(document))
-        paths.append(path)
-    return paths
+HISTORY_START, HISTORY_DAYS = dt.date(2022, 4, 1), 1400
+WINDOW = 100  # files in the first and last windows whose cost per file is compared
 
 
 def floor(paths: list[Path]) -> float:
@@ -188,79 +56,111 @@ def floor(paths: list[Path]) -> float:
 # --- one import, in a child process --------------------------------------------------------------
 
 
-def prepare(db: Database) -> None:
-    """Migrate ``db`` and give it what the archive needs: the regions, UA and RU, the source."""
-    from app.domain.model import Party, Source, SourceKind
-    from app.seed import load_regions
-    from app.settings import PROJECT_ROOT
-
-    db.upgrade()
-    with db.write("bench") as unit:
-        load_regions(unit, PROJECT_ROOT / "data" / "regions" / "boundaries.geojson")
-        unit.reference.save_party(Party("UA", "Ukraine", "#0057b7"))
-        unit.reference.save_party(Party("RU", "Russia", "#d52b1e"))
-        unit.reference.save_source(
-            Source(SOURCE, "DeepStateMap (generated)", SourceKind.OSINT, None)
-        )
-
-
 def child(url: str, paths: list[Path]) -> dict[str, Any]:
-    from sqlalchemy import text
-
     from app.importer.engine import Importer, ImportOptions
     from app.importer.rules import PROFILES
-    from app.storage.database import Database, create_db_engine
+    from app.storage.database import Database
 
-    engine = create_db_engine(url)
-    db = Database(engine)
+    db = Database.from_url(url)
     prepare(db)
-
-    def size() -> int:
-        if engine.dialect.name == "sqlite":
-            engine.dispose()  # checkpoints the WAL into the file
-            return Path(engine.url.database or "").stat().st_size
-        with engine.connect() as c:
-            return int(c.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
-
-    before = size()
+    db.dispose()
+    before = size_bytes(url)
+    db = Database.from_url(url)
     options = ImportOptions(source=SOURCE, rules=PROFILES["deepstate"], recorded_by="bench")
+    per_file: list[float] = []
+
+    class Timed(Importer):
+        """The importer as it is, with a stopwatch around each file (measuring, not tuning)."""
+
+        def _import_file(self, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return super()._import_file(*args, **kwargs)  # type: ignore[misc]
+            finally:
+                per_file.append(time.perf_counter() - started)
+
+    importer = Timed(db, options) if hasattr(Importer, "_import_file") else Importer(db, options)
     started = time.perf_counter()
-    summary = Importer(db, options).run(paths)
+    summary = importer.run(paths)
     seconds = time.perf_counter() - started
+    db.dispose()  # closes the connections, which flushes PostgreSQL's statistics
     assert summary.ok, summary.errors
-    after = size()
+    after = size_bytes(url)
     return {
         "files": summary.files_read,
         "seconds": seconds,
+        "per_file": per_file,
         "observations": summary.observations,
         "confirmations": summary.confirmations,
         "ended": summary.ended,
         "db_bytes": after,
         "db_growth_bytes": after - before,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "tables": dead_tuples(url),
     }
 
 
 def run_child(url: str, paths: list[Path], workdir: Path) -> dict[str, Any]:
-    listing = workdir / f"files-{uuid.uuid4().hex[:6]}.txt"
+    listing = workdir / f"files-{len(paths)}-{time.monotonic_ns()}.txt"
     listing.write_text("\n".join(str(p) for p in paths))
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.import_archive", "--child", url, str(listing)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
         check=False,
     )
     if done.returncode != 0:
-        raise SystemExit(f"the import failed:\n{done.stderr}")
+        raise SystemExit(f"the import of {len(paths)} files into {url} failed (see above)")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
+def _ms(values: list[float]) -> float:
+    return 1000 * statistics.mean(values) if values else math.nan
+
+
+def table(rows: list[dict[str, Any]]) -> list[str]:
+    out = [
+        f"{'db':8} {'files':>5} {'s':>7} {'files/s':>7} {'floor s':>7} {'ratio':>6} "
+        f"{'first100':>8} {'last100':>8} {'growth':>6} {'peak MB':>7} {'db MB':>6} "
+        f"{'obs':>5} {'conf':>5} {'ended':>5} {'dead pieces':>11} {'dead obs':>9} "
+        f"{'upd pieces':>10}"
+    ]
+    for row in rows:
+        r, n = row["result"], row["files"]
+        first, last = r["per_file"][:WINDOW], r["per_file"][-WINDOW:]
+        tables = r["tables"]
+
+        def stat(name: str, key: str, tables: dict[str, Any] = tables) -> str:
+            return str(tables[name][key]) if name in tables else "-"
+
+        out.append(
+            f"{row['db']:8} {n:>5} {r['seconds']:>7.1f} {r['files'] / r['seconds']:>7.1f} "
+            f"{row['floor']:>7.2f} {r['seconds'] / row['floor']:>6.1f} "
+            f"{_ms(first):>6.0f}ms {_ms(last):>6.0f}ms {_ms(last) / _ms(first):>6.2f} "
+            f"{r['maxrss_kb'] / 1024:>7.0f} {r['db_bytes'] / 1e6:>6.1f} "
+            f"{r['observations']:>5} {r['confirmations']:>5} {r['ended']:>5} "
+            f"{stat('pieces', 'dead'):>11} {stat('observations', 'dead'):>9} "
+            f"{stat('pieces', 'updated'):>10}"
+        )
+    return out
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--days", type=int, default=300, help="daily snapshots (default 300)")
-    parser.add_argument("--every", type=int, default=10, help="days between changes (10)")
-    parser.add_argument("--keep", type=Path, help="write the archive here and keep it")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[100, 300], help="files per run (100 300)"
+    )
+    parser.add_argument(
+        "--history", action="store_true", help=f"also a whole history of {HISTORY_DAYS} files"
+    )
+    parser.add_argument("--databases", nargs="+", default=["sqlite", "postgis"])
+    parser.add_argument("--keep", type=Path, help="write the archives here and keep them")
+    parser.add_argument("--json", type=Path, help="save the figures here")
     parser.add_argument("--child", nargs=2, metavar=("URL", "LIST"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -269,54 +169,62 @@ def main() -> int:
         print(json.dumps(child(url, paths)))
         return 0
 
+    runs: list[tuple[str, list[Path]]] = []
     with tempfile.TemporaryDirectory(prefix="frontline-bench-") as tmp:
         work = Path(tmp)
-        folder = args.keep or work / "archive"
+        root = args.keep or work
         started = time.perf_counter()
-        paths = generate(folder, args.days, args.every)
-        megabytes = sum(p.stat().st_size for p in paths) / 1e6
+        window = generate(root / "window", max(args.sizes), DEFAULT_START)
+        runs += [(f"{n}", window[:n]) for n in args.sizes]
+        if args.history:
+            history = generate(root / "history", HISTORY_DAYS, HISTORY_START)
+            runs.append((f"{HISTORY_DAYS} (history)", history))
+        total = sum(p.stat().st_size for _, paths in runs for p in paths) / 1e6
         print(
-            f"archive: {len(paths)} daily snapshots, {megabytes:.0f} MB "
-            f"({megabytes * 1000 / len(paths):.0f} KB each), a change every {args.every} days "
-            f"(generated in {time.perf_counter() - started:.1f} s)"
+            f"archives generated in {time.perf_counter() - started:.1f} s: the first "
+            f"{max(args.sizes)} days from {DEFAULT_START}"
+            + (f", and {HISTORY_DAYS} days from {HISTORY_START}" if args.history else "")
+            + f" ({total:.0f} MB read in all runs)",
+            flush=True,
         )
-        first = paths[: max(1, len(paths) // 3)]
-        floors = {len(first): floor(first), len(paths): floor(paths)}
+        floors = {len(paths): floor(paths) for _, paths in runs}
         for n, seconds in floors.items():
-            print(f"floor (read + orjson.loads, best of 3), {n} files: {seconds:.2f} s")
-        with warnings.catch_warnings():  # the test fixtures' imports warn about test clients
-            warnings.simplefilter("ignore")
-            from tests.conftest import PostgresDatabases  # throwaway databases, as in the tests
+            print(f"floor (read + orjson.loads, best of 3), {n} files: {seconds:.2f} s", flush=True)
 
-        pg = PostgresDatabases()
-        rows = []
-        try:
-            for db in ("sqlite", "postgis"):
-                for subset in (first, paths):
+        rows: list[dict[str, Any]] = []
+        with throwaway_postgis() as new_postgis:
+            for db in args.databases:
+                for label, paths in runs:
                     url = (
-                        f"sqlite:///{work / f'bench-{len(subset)}.db'}"
+                        f"sqlite:///{work / f'bench-{len(paths)}.db'}"
                         if db == "sqlite"
-                        else pg.create()
+                        else new_postgis()
                     )
-                    rows.append((db, len(subset), run_child(url, subset, work)))
-        finally:
-            pg.drop_all()
+                    print(f"importing {label} files into {db} ...", flush=True)
+                    result = run_child(url, paths, work)
+                    rows.append(
+                        {
+                            "db": db,
+                            "files": len(paths),
+                            "floor": floors[len(paths)],
+                            "result": result,
+                        }
+                    )
         print()
-        header = (
-            f"{'db':8} {'files':>5} {'seconds':>8} {'files/s':>8} {'floor s':>8} {'ratio':>6} "
-            f"{'peak MB':>8} {'db MB':>7} {'+import MB':>10} {'obs':>5} {'confirm':>8} "
-            f"{'ended':>5}"
+        for line in table(rows):
+            print(line)
+        print(
+            "\nratio = import seconds / floor seconds (issue 11: at most 6, aim 4); first100 and"
+            " last100 = mean cost per file over the first and the last 100 files, growth ="
+            " last/first (1.0 = flat); dead/upd = pg_stat_user_tables.n_dead_tup / n_tup_upd"
+            " after the import (PostGIS)"
         )
-        print(header)
-        for db, n, r in rows:
-            ratio = r["seconds"] / floors[n]
-            print(
-                f"{db:8} {n:>5} {r['seconds']:>8.2f} {r['files'] / r['seconds']:>8.1f} "
-                f"{floors[n]:>8.2f} {ratio:>6.2f} {r['maxrss_kb'] / 1024:>8.0f} "
-                f"{r['db_bytes'] / 1e6:>7.1f} {r['db_growth_bytes'] / 1e6:>10.1f} "
-                f"{r['observations']:>5} {r['confirmations']:>8} {r['ended']:>5}"
-            )
-        print("\nratio = import seconds / floor seconds (target: at most 8)")
+        out = (
+            args.json or Path("var/bench") / f"import-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=1))
+        print(f"saved {out}")
     return 0
 
 

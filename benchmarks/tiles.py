@@ -1,7 +1,7 @@
 """How big and how fast the vector tiles are, on a generated whole-theatre history, on SQLite and
 on PostGIS.
 
-    .venv/bin/python -m benchmarks.tiles [--days 60] [--every 10] [--scan-zoom 8]
+    .venv/bin/python -m benchmarks.tiles [--days 60] [--scan-zoom 8]
 
 It generates daily whole-front snapshots with the generator of ``benchmarks.import_archive``
 (about 100 polygons and 600 KB each, a long jagged front from Kharkiv oblast to Kherson
@@ -45,20 +45,21 @@ Z5_GOAL_MS = 250.0
 TMS = morecantile.tms.get("WebMercatorQuad")
 
 
-def load_theatre(db: Database, folder: Path, days: int, every: int) -> dt.datetime:
+def load_theatre(db: Database, folder: Path, days: int) -> dt.datetime:
     """A database with the regions, UA and RU, the generated source and ``days`` daily maps of
-    the whole front imported (the drawing changing every ``every`` days). Returns the moment of
-    the last map. Shared by the benchmark and tests/test_tiles.py."""
+    the whole front imported (benchmarks.archive: shaped like DeepStateMap's). Returns the
+    moment of the last map. Shared by the benchmark and tests/test_tiles.py."""
     from app.importer.engine import Importer, ImportOptions
     from app.importer.rules import PROFILES
-    from benchmarks.import_archive import SOURCE, START, generate, prepare
+    from benchmarks.archive import DEFAULT_START, SNAPSHOT_TIME, generate
+    from benchmarks.databases import SOURCE, prepare
 
     prepare(db)
-    paths = generate(folder, days, every)
+    paths = generate(folder, days)
     options = ImportOptions(source=SOURCE, rules=PROFILES["deepstate"], recorded_by="bench")
     summary = Importer(db, options).run(paths)
     assert summary.ok, summary.errors
-    return START + dt.timedelta(days=days - 1)
+    return dt.datetime.combine(DEFAULT_START + dt.timedelta(days=days - 1), SNAPSHOT_TIME)
 
 
 def tiles_of(box: tuple[float, float, float, float], zoom: int) -> list[morecantile.Tile]:
@@ -67,10 +68,10 @@ def tiles_of(box: tuple[float, float, float, float], zoom: int) -> list[morecant
 
 def front_tiles(zoom: int) -> list[morecantile.Tile]:
     """The tiles the generated front line passes through at ``zoom``."""
-    from benchmarks.import_archive import FRONT
+    from benchmarks.archive import FRONT_POINTS
 
     found: dict[tuple[int, int], morecantile.Tile] = {}
-    for (lon0, lat0), (lon1, lat1) in itertools.pairwise(FRONT):
+    for (lon0, lat0), (lon1, lat1) in itertools.pairwise(FRONT_POINTS):
         for i in range(50):
             t = i / 50
             tile = TMS.tile(lon0 + (lon1 - lon0) * t, lat0 + (lat1 - lat0) * t, zoom)
@@ -133,7 +134,6 @@ def measure(url: str, last: dt.datetime, scan_zoom: int) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=60, help="daily snapshots (default 60)")
-    parser.add_argument("--every", type=int, default=10, help="days between changes (10)")
     parser.add_argument(
         "--scan-zoom", type=int, default=8, help="scan every tile of Ukraine up to this zoom (8)"
     )
@@ -152,10 +152,10 @@ def main() -> int:
                 url = f"sqlite:///{work / 'tiles.db'}" if backend == "sqlite" else pg.create()
                 engine = create_db_engine(url)
                 started = time.perf_counter()
-                last = load_theatre(Database(engine), work / "archive", args.days, args.every)
+                last = load_theatre(Database(engine), work / "archive", args.days)
                 engine.dispose()
                 print(
-                    f"{backend}: {args.days} daily maps, a change every {args.every} days, "
+                    f"{backend}: {args.days} daily maps (benchmarks.archive), "
                     f"imported in {time.perf_counter() - started:.1f} s; load average "
                     f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
                 )

@@ -337,7 +337,7 @@ def theatres(
     for backend in ("sqlite", "postgis"):
         engine = _new_engine(backend, tmp_path_factory, pg_databases)
         engines.append(engine)
-        load_theatre(Database(engine), archive / backend, days=3, every=1)
+        load_theatre(Database(engine), archive / backend, days=3)
         app = create_app(Settings(database_url=str(engine.url)), engine=engine)
         clients[backend] = TestClient(app).__enter__()
     yield clients
@@ -347,7 +347,7 @@ def theatres(
         engine.dispose()
 
 
-THEATRE_DAY = "2024-01-02"  # the second of the three maps
+THEATRE_DAY = "2024-08-02"  # the second of the three maps (benchmarks.archive starts 1 Aug)
 
 
 def _theatre_tiles() -> list[morecantile.Tile]:
@@ -373,8 +373,14 @@ def test_both_databases_draw_the_same_tiles(
         sqlite, postgis = by_backend["sqlite"], by_backend["postgis"]
         assert set(sqlite) == set(postgis), tile
         for k, feature in sqlite.items():
-            a, b = shape(feature["geometry"]).area, shape(postgis[k]["geometry"]).area
-            assert a == pytest.approx(b, rel=0.03, abs=4), (tile, dict(k))
+            mine, theirs = shape(feature["geometry"]), shape(postgis[k]["geometry"])
+            # Each simplifies within a quarter pixel (4 of the tile's 4096 units) of the shape,
+            # so tiny shapes at low zoom may differ by up to that band along their outline.
+            band = 4 * theirs.length
+            assert mine.area == pytest.approx(theirs.area, rel=0.03, abs=max(4, band)), (
+                tile,
+                dict(k),
+            )
             drawn += 1
         assert_tile_is_items(theatres["sqlite"], "control", tile, **params)
     assert drawn > 20
