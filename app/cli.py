@@ -27,20 +27,40 @@ def _url_for_humans() -> str:
     return make_url(get_settings().database_url).render_as_string(hide_password=True)
 
 
+def default_workers() -> int:
+    import os
+
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.api.app import create_app
+    from app.api.app import create_app, prepare
+    from app.storage.database import Database
 
     settings = get_settings()
-    app = create_app(settings, prepare_database=True)
+    db = Database.from_url(settings.database_url)
+    prepare(db, settings)  # once, before any worker starts
+    db.dispose()
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"Frontline Atlas {__version__} on {_url_for_humans()}")
     print(f"  map:  http://{shown_host}:{args.port}/  (in a browser; also /map)")
     print(f"  API:  http://{shown_host}:{args.port}/?f=html")
     print(f"  docs: http://{shown_host}:{args.port}/docs")
+    print(f"  {args.workers} worker process{'es' if args.workers > 1 else ''}")
     sys.stdout.flush()
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False)
+    options = {"host": args.host, "port": args.port, "log_level": args.log_level}
+    if args.workers > 1:  # each process builds its own app (and pool) from the settings
+        uvicorn.run(
+            "app.api.app:create_app",
+            factory=True,
+            workers=args.workers,
+            server_header=False,
+            **options,
+        )
+    else:
+        uvicorn.run(create_app(settings), server_header=False, **options)
     return 0
 
 
@@ -272,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help=f"server processes (default {default_workers()}: one per core, at most 8); each "
+        "keeps its own database pool and cache, and they agree through the data version",
     )
     serve.set_defaults(func=cmd_serve)
 

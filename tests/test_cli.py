@@ -88,7 +88,7 @@ def test_serve_migrates_seeds_and_answers_over_http(empty_engine: Engine) -> Non
     url = empty_engine.url.render_as_string(hide_password=False)
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "app", "serve", "--port", str(port), "--workers", "2"],
         env={**os.environ, "DATABASE_URL": url},
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
@@ -111,6 +111,7 @@ def test_serve_migrates_seeds_and_answers_over_http(empty_engine: Engine) -> Non
         output, _ = process.communicate(timeout=20)
     assert f"API:  {base}/" in output
     assert f"docs: {base}/docs" in output
+    assert "2 worker processes" in output
 
 
 def test_tokens_create_list_revoke(tmp_path: Path) -> None:
