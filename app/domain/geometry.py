@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import numpy as np
 import shapely
 from pyproj import Geod
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
@@ -118,14 +119,28 @@ def from_geojson(geometry: dict[str, Any]) -> BaseGeometry:
     return shape(geometry)
 
 
-def to_geojson(geometry: BaseGeometry | None, precision: int = 7) -> dict[str, Any] | None:
-    """An RFC 7946 geometry object: lon/lat, exterior rings counter-clockwise, no ``crs``."""
+def to_geojson(geometry: BaseGeometry | None, precision: int = 6) -> dict[str, Any] | None:
+    """An RFC 7946 geometry object: lon/lat, exterior rings counter-clockwise, no ``crs``,
+    coordinates rounded to ``precision`` decimals (6: about 0.1 m on the ground).
+
+    The rings of (Multi)Polygons, the only shapes the service stores, are numpy arrays straight
+    from GEOS, which orjson writes natively (``OPT_SERIALIZE_NUMPY``): a thousand-feature page of
+    whole-front polygons is ready in a small fraction of what shapely's ``mapping``, Python
+    floats and snap-rounding take."""
     if geometry is None or geometry.is_empty:
         return None
-    rounded = shapely.set_precision(geometry, 10**-precision) if precision else geometry
-    if rounded.is_empty:  # rounding erased a sliver: keep the unrounded shape
-        rounded = geometry
-    return dict(mapping(orient_rfc7946(rounded)))
+    oriented = orient_rfc7946(geometry)
+    if isinstance(oriented, Polygon):
+        return {"type": "Polygon", "coordinates": _rings(oriented, precision)}
+    if isinstance(oriented, MultiPolygon):
+        parts = [_rings(part, precision) for part in oriented.geoms]
+        return {"type": "MultiPolygon", "coordinates": parts}
+    return dict(mapping(oriented))
+
+
+def _rings(polygon: Polygon, precision: int) -> list[Any]:
+    rings = [polygon.exterior, *polygon.interiors]
+    return [np.round(shapely.get_coordinates(ring), precision) for ring in rings]
 
 
 def bbox(geometry: BaseGeometry | None) -> tuple[float, float, float, float] | None:

@@ -358,7 +358,8 @@ def _features(batches: Iterator[Batch]) -> Iterator[list[bytes]]:
                     "id": piece_id(row["observation_id"], row["region"]),
                     "geometry": geo.to_geojson(shape),
                     "properties": jsonable(row),
-                }
+                },
+                option=orjson.OPT_SERIALIZE_NUMPY,
             )
             for row, shape in batch
         ]
