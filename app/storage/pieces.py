@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from shapely.geometry import MultiPolygon
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.sql import ColumnElement, Select
 
 from app.domain import asof
@@ -247,8 +247,15 @@ class Pieces(Part):
             query = query.where(*dialect.intersects_box(self.c, pieces.c.geometry, bbox))
         counted = select(func.count()).select_from(query.order_by(None).subquery())
         matched = int(self.c.execute(counted).scalar_one())
-        paged = query.add_columns(pieces.c.geometry).limit(limit).offset(offset)
-        return [piece_from_row(row) for row in self.c.execute(paged).mappings()], matched
+        # The page's keys first, then their polygons: sorting rows that carry their polygons
+        # would read (and on PostGIS detoast) the polygon of every match, not of the page.
+        found = [
+            piece_from_row(r) for r in self.c.execute(query.limit(limit).offset(offset)).mappings()
+        ]
+        shapes = self.geometries([(p.observation_id, p.region) for p in found])
+        return [
+            replace(p, geometry=shapes.get((p.observation_id, p.region))) for p in found
+        ], matched
 
     def piece(self, observation_id: int, region: str) -> Piece | None:
         """One current piece (without its polygon), or None."""
@@ -274,19 +281,14 @@ class Pieces(Part):
     def geometries(
         self, keys: Sequence[tuple[int, str]]
     ) -> dict[tuple[int, str], MultiPolygon | None]:
-        """The clipped polygons of these (observation id, region) pieces."""
-        wanted = set(keys)
+        """The clipped polygons of these (observation id, region) pieces: those and no others
+        (a whole-front observation has pieces in many regions)."""
         out: dict[tuple[int, str], MultiPolygon | None] = {}
-        ids = sorted({oid for oid, _ in wanted})
-        for chunk in chunks(ids):
-            rows = self.c.execute(
-                select(pieces.c.observation_id, pieces.c.region, pieces.c.geometry).where(
-                    pieces.c.observation_id.in_(chunk)
-                )
-            )
-            for oid, region, geometry in rows:
-                if (oid, region) in wanted:
-                    out[(oid, region)] = geometry
+        key = tuple_(pieces.c.observation_id, pieces.c.region)
+        for chunk in chunks(sorted(set(keys))):
+            query = select(pieces.c.observation_id, pieces.c.region, pieces.c.geometry)
+            for oid, region, geometry in self.c.execute(query.where(key.in_(list(chunk)))):
+                out[(oid, region)] = geometry
         return out
 
     def extent(
