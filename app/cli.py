@@ -277,6 +277,8 @@ def cmd_tokens_revoke(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.importer.rules import PROFILES
+
     parser = argparse.ArgumentParser(
         prog="frontline",
         description="Frontline Atlas: territorial-control claims with their sources, as GeoJSON. "
@@ -363,10 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     how = imp.add_mutually_exclusive_group(required=True)
     how.add_argument(
         "--profile",
-        choices=["deepstate"],
-        help="a shipped mapping of feature properties to party and status: deepstate = "
-        "DeepStateMap history (style 'fill': #a52714, #880e4f = RU controlled; #bcaaa4, "
-        "#bdbdbd = contested; #01579b = UA controlled; #0f9d58 liberated, skipped)",
+        choices=sorted(PROFILES),
+        help="a shipped mapping of feature properties to party and status. deepstate: "
+        "DeepStateMap history (style 'fill': #a52714, #880e4f = RU controlled, within Ukraine; "
+        "#bcaaa4, #bdbdbd = contested; #01579b = UA controlled, within Russia; #0f9d58 "
+        "liberated, #ff5252 and #0288d1 unconfirmed: skipped). isw: ISW/CTP layers by name",
     )
     how.add_argument(
         "--rules",

@@ -78,42 +78,34 @@ class UnitOfWork:
 
     @cached_property
     def reference(self) -> Reference:
-
         return Reference(self)
 
     @cached_property
     def regions(self) -> Regions:
-
         return Regions(self)
 
     @cached_property
     def observations(self) -> Observations:
-
         return Observations(self)
 
     @cached_property
     def revisions(self) -> Revisions:
-
         return Revisions(self)
 
     @cached_property
     def pieces(self) -> Pieces:
-
         return Pieces(self)
 
     @cached_property
     def derived(self) -> Derived:
-
         return Derived(self)
 
     @cached_property
     def imports(self) -> Imports:
-
         return Imports(self)
 
     @cached_property
     def idempotency(self) -> Idempotency:
-
         return Idempotency(self)
 
     @cached_property
@@ -122,12 +114,10 @@ class UnitOfWork:
 
     @cached_property
     def tokens(self) -> Tokens:
-
         return Tokens(self)
 
     @cached_property
     def exports(self) -> Exports:
-
         return Exports(self)
 
     @cached_property
