@@ -36,6 +36,17 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
+TIMINGS = PROJECT_ROOT / "artifacts" / "timings.txt"  # .ci/run prints it after the tests
+
+
+def report(line: str) -> None:
+    """A measured figure: printed, and kept in artifacts/timings.txt for CI's log."""
+    print(line)
+    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
+    with TIMINGS.open("a", encoding="utf-8") as out:
+        out.write(line + "\n")
+
+
 EXAMPLES = PROJECT_ROOT / "docs" / "examples"
 DOC_BASE = "http://127.0.0.1:8000"
 SUDZHA = (35.27, 51.19)
@@ -244,7 +255,7 @@ def test_kursk_through_time_by_its_pixels(browser: WebDriver, live_server: LiveS
     assert is_ua_blue(mean_colour(browser, inside.x, inside.y, radius=2))
     screenshot(browser, f"viewer-kursk-2025-04-26-{live_server.backend}")
     assert_clean(browser, (live_server.url,))
-    print(
+    report(
         f"slider change to repaint, Kursk ({live_server.backend}): "
         f"{', '.join(f'{t:.0f}' for t in timings)} ms"
     )
@@ -355,7 +366,7 @@ def test_slider_change_to_repaint_time(
     assert len(dates) >= 5
     timings = [slide_to(browser, date) for date in [*dates[1:], *reversed(dates[:-1])]]
     median = statistics.median(timings)
-    print(
+    report(
         f"slider change to repaint, {view} ({live_server.backend}): median {median:.0f} ms, "
         f"max {max(timings):.0f} ms over {len(timings)} changes"
     )
