@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import shapely
 from shapely.geometry import shape
 
-from app.domain.model import Party, Source, SourceKind
+from app.domain.model import COUNTRY, Party, Source, SourceKind
 from app.domain.observations import parse_feature
 from app.storage.database import Database
 from app.storage.unit import UnitOfWork
@@ -35,13 +37,30 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def country_slug(country: str) -> str:
+    """A country's region slug from its name: ``Ukraine`` -> ``ukraine``."""
+    return re.sub(r"[^a-z0-9]+", "-", country.lower()).strip("-")
+
+
 def load_regions(unit: UnitOfWork, path: Path) -> int:
-    changed = 0
-    for feature in _read(path)["features"]:
+    """The first-level regions of the file, and one region per country they belong to
+    (``level`` country, the union of its members' boundaries): its figures are their sums."""
+    features = _read(path)["features"]
+    members: dict[tuple[str, str], list[Any]] = {}
+    for feature in features:
         p = feature["properties"]
-        changed += unit.regions.save(
-            p["slug"], p["name"], p["country"], p["country_code"], shape(feature["geometry"])
-        )
+        members.setdefault((p["country"], p["country_code"]), []).append(feature)
+    changed = 0
+    for (country, code), group in sorted(members.items()):
+        ground = shapely.union_all([shape(f["geometry"]) for f in group])
+        parent = country_slug(country)
+        changed += unit.regions.save(parent, country, country, code, ground, level=COUNTRY)
+        for feature in group:
+            p = feature["properties"]
+            geometry = shape(feature["geometry"])
+            changed += unit.regions.save(
+                p["slug"], p["name"], country, code, geometry, parent=parent
+            )
     return changed
 
 

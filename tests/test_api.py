@@ -61,8 +61,35 @@ def test_regions(client: TestClient) -> None:
         "country": "Russia",
         "country_code": "RU",
         "area_km2": pytest.approx(30_117, abs=1),
+        "level": "admin1",
+        "parent": "russia",
     }
     assert by_id["sumy"]["properties"]["country"] == "Ukraine"
+
+
+def test_regions_by_level(client: TestClient) -> None:
+    countries = client.get("/regions", params={"level": "country"}).json()
+    assert_rfc7946(countries)
+    by_id = {f["id"]: f["properties"] for f in countries["features"]}
+    assert set(by_id) == {"ukraine", "russia"}
+    assert by_id["russia"]["members"] == ["belgorod", "bryansk", "kursk"]
+    assert len(by_id["ukraine"]["members"]) == 27
+    assert {"crimea", "sevastopol", "sumy"} <= set(by_id["ukraine"]["members"])
+    everything = client.get("/regions", params={"level": "all", "geometry": "false"}).json()
+    assert len(everything["features"]) == 32
+    admin1 = {
+        f["id"]: f["properties"]
+        for f in everything["features"]
+        if f["properties"]["level"] == "admin1"
+    }
+    # A country's area is its members' (the union of their boundaries, measured once).
+    for _slug, country in by_id.items():
+        members = sum(admin1[m]["area_km2"] for m in country["members"])
+        assert country["area_km2"] == pytest.approx(members, rel=1e-4)
+    one = client.get("/regions/ukraine").json()
+    assert one["properties"]["level"] == "country"
+    assert one["properties"]["members"] == by_id["ukraine"]["members"]
+    assert client.get("/regions", params={"level": "oblast"}).status_code == 400
 
 
 def test_one_region(client: TestClient) -> None:

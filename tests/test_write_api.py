@@ -419,6 +419,29 @@ def test_replacing_a_boundary_rebuilds_areas_and_keeps_history(api: Api) -> None
     old = api.client.get("/regions/kursk", params={"known_at": before}).json()
     assert old["properties"]["area_km2"] == pytest.approx(30_117, abs=1)
     assert api.client.put("/regions/kursk", json={}, headers=api.write).status_code == 403
+    # Kursk is still Russia's, and Russia's ground is its members' again.
+    kursk = api.client.get("/regions/kursk").json()["properties"]
+    assert kursk["parent"] == "russia"
+    members = sum(
+        api.client.get(f"/regions/{m}").json()["properties"]["area_km2"]
+        for m in ("belgorod", "bryansk", "kursk")
+    )
+    russia = api.client.get("/regions/russia").json()["properties"]
+    assert russia["area_km2"] == pytest.approx(members, rel=1e-4)
+    was = api.client.get("/regions/russia", params={"known_at": before}).json()["properties"]
+    assert was["area_km2"] == pytest.approx(93_081, abs=1)
+    # A country's boundary is not set by hand.
+    r = api.client.put(
+        "/regions/russia",
+        json={
+            "type": "Feature",
+            "properties": {},
+            "geometry": box(30, 50, 31, 51).__geo_interface__,
+        },
+        headers=api.admin,
+    )
+    assert r.status_code == 422
+    assert "PUT a member region instead" in r.json()["detail"]
 
 
 def time_now() -> str:

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 
 from app.domain.errors import InvalidParameter, NotFound, UnknownCode
-from app.domain.model import Status
+from app.domain.model import LEVELS, Status
 from app.domain.timeutil import now, parse_days, parse_moment, parse_range_start
 from app.storage.pieces import NONE, PieceFilter
 from app.storage.unit import UnitOfWork
@@ -171,13 +171,15 @@ def piece_filter(
 
 
 def region_codes(unit: UnitOfWork, values: Sequence[str] | None) -> list[str] | None:
-    """Region slugs from a repeatable, comma-separated parameter; an unknown one is a 400 that
-    lists the known regions."""
+    """Region slugs from a repeatable, comma-separated parameter, a country standing for its
+    member regions; an unknown one is a 400 that lists the known regions."""
     if values is None:
         return None
-    known = [r.slug for r in unit.regions.all(with_boundary=False)]
-    codes = _codes(values, known, "region", "region", allow_none=False)
-    return [c for c in codes or [] if c is not None]
+    found = unit.regions.all(with_boundary=False, levels=LEVELS)
+    codes = _codes(values, [r.slug for r in found], "region", "region", allow_none=False)
+    members = {r.slug: [m.slug for m in found if m.parent == r.slug] for r in found}
+    slugs = [m for c in codes or [] if c is not None for m in members[c] or [c]]
+    return list(dict.fromkeys(slugs))
 
 
 def default_now() -> dt.datetime:

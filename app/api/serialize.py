@@ -9,6 +9,7 @@ from app.domain import geometry as geo
 from app.domain.asof import Change, Point, SeriesKey, Spread
 from app.domain.model import Piece, Region, Source
 from app.domain.timeutil import age_days, isoformat
+from app.domain.totals import Total
 
 ILLUSTRATIVE_NOTICE = (
     "Some features are schematic illustrations (illustrative: true), drawn to match a reported "
@@ -20,19 +21,27 @@ def km2(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def region_feature(region: Region, with_geometry: bool = True) -> dict[str, Any]:
+def region_feature(
+    region: Region, with_geometry: bool = True, members: list[str] | None = None
+) -> dict[str, Any]:
+    """A region as a Feature; a country with its ``members`` (the regions its figures sum)."""
+    properties: dict[str, Any] = {
+        "slug": region.slug,
+        "name": region.name,
+        "country": region.country,
+        "country_code": region.country_code,
+        "area_km2": km2(region.area_km2),
+        "level": region.level,
+        "parent": region.parent,
+    }
+    if region.is_country:
+        properties["members"] = members or []
     return {
         "type": "Feature",
         "id": region.slug,
         "bbox": list(geo.bbox(region.boundary) or []) or None,
         "geometry": geo.to_geojson(region.boundary) if with_geometry else None,
-        "properties": {
-            "slug": region.slug,
-            "name": region.name,
-            "country": region.country,
-            "country_code": region.country_code,
-            "area_km2": km2(region.area_km2),
-        },
+        "properties": properties,
     }
 
 
@@ -76,6 +85,7 @@ def piece_values(piece: Piece) -> dict[str, Any]:
         "valid_to": piece.valid_to,
         "valid_until": piece.valid_until,
         "area_km2": km2(piece.area_km2),
+        "drawn_area_km2": km2(piece.drawn_area_km2),
         "reported_area_km2": km2(piece.reported_area_km2),
         "reported_qualifier": piece.reported_qualifier.value if piece.reported_qualifier else None,
         "illustrative": piece.illustrative,
@@ -196,12 +206,16 @@ def position_json(piece: Piece | None) -> dict[str, Any] | None:
     }
 
 
-def change_json(change: Change, by_account: bool) -> dict[str, Any]:
+def change_json(change: Change[Piece] | Change[Total], by_account: bool) -> dict[str, Any]:
+    """A series' change: its figure (a region's piece, or a country's total) at both ends."""
     pct = change.pct_change
+    ends = (change.before, change.after)
     return {
         **series_label(change.key, by_account),
-        "from": position_json(change.before),
-        "to": position_json(change.after),
+        **{
+            name: total_json(end) if isinstance(end, Total) else position_json(end)
+            for name, end in zip(("from", "to"), ends, strict=True)
+        },
         "delta_km2": km2(change.delta_km2),
         "pct_change": None if pct is None else round(pct, 2),
     }
@@ -248,4 +262,124 @@ def spread_json(spread: Spread | None) -> dict[str, Any] | None:
         "high": end(spread.high),
         "low": end(spread.low),
         "note": "Over claims that give a figure; illustrative ones are left out.",
+    }
+
+
+# --- a country's totals ----------------------------------------------------------------------
+
+
+def total_json(total: Total) -> dict[str, Any]:
+    """A country's total for one series: the clipped sum, the drawings' area as drawn, and the
+    member regions (with each one's figure and record) it adds up."""
+    return {
+        "at": isoformat(total.at),
+        "area_km2": km2(total.best_area_km2),
+        "kind": total.kind,
+        "drawn_area_km2": km2(total.drawn_area_km2),
+        "newest": isoformat(total.newest),
+        "oldest": isoformat(total.oldest),
+        "observation_ids": total.observation_ids,
+        "illustrative": total.illustrative,
+        "regions": {
+            p.region: {
+                "area_km2": km2(p.best_area_km2),
+                "kind": p.area_kind.value if p.area_kind else None,
+                "at": isoformat(p.valid_from),
+                "observation_id": p.observation_id,
+                "source": p.source,
+            }
+            for p in total.parts
+        },
+    }
+
+
+TOTAL_CSV_COLUMNS = (
+    "region",
+    "party",
+    "status",
+    "basis",
+    "series",
+    "at",
+    "area_km2",
+    "kind",
+    "drawn_area_km2",
+    "regions",
+    "observation_ids",
+    "illustrative",
+)
+
+
+def total_csv_row(region: str, party: str | None, total: Total) -> list[Any]:
+    """One tidy row per total, in the order of :data:`TOTAL_CSV_COLUMNS`."""
+    who, status, basis = total.key
+    values = {
+        "region": region,
+        "party": party,
+        "status": status,
+        "basis": basis,
+        "series": who,
+        "at": isoformat(total.at),
+        "area_km2": km2(total.best_area_km2),
+        "kind": total.kind,
+        "drawn_area_km2": km2(total.drawn_area_km2),
+        "regions": " ".join(total.regions),
+        "observation_ids": " ".join(str(i) for i in total.observation_ids),
+        "illustrative": str(total.illustrative).lower(),
+    }
+    return [values[column] for column in TOTAL_CSV_COLUMNS]
+
+
+def total_feature(region: str, party: str | None, total: Total, at: dt.datetime) -> dict[str, Any]:
+    """A country's control for one series at ``at``: the union of its members' pieces."""
+    who, status, basis = total.key
+    first = total.parts[0]
+    return {
+        "type": "Feature",
+        "id": "-".join(str(part) for part in (region, party, *total.key)),
+        "geometry": geo.to_geojson(
+            geo.union([p.geometry for p in total.parts], grid=geo.SERVED_GRID)
+        ),
+        "properties": {
+            "region": region,
+            "party": party,
+            "status": status,
+            "basis": basis,
+            "source": who,
+            "account": first.account,
+            "area_km2": km2(total.best_area_km2),
+            "kind": total.kind,
+            "drawn_area_km2": km2(total.drawn_area_km2),
+            "valid_from": isoformat(total.newest),
+            "oldest_valid_from": isoformat(total.oldest),
+            "age_days": age_days(total.oldest, at),
+            "observation_ids": total.observation_ids,
+            "regions": total.regions,
+            "illustrative": total.illustrative,
+        },
+    }
+
+
+def total_claim_json(
+    total: Total, at: dt.datetime, source_names: dict[str, str], by_account: bool
+) -> dict[str, Any]:
+    """One series' total at ``at`` among the claims side by side; its age is its oldest part's."""
+    label = series_label(total.key, by_account)
+    name = None if by_account else source_names.get(str(total.key[0]))
+    return {
+        **label,
+        "source_name": name,
+        **total_json(total),
+        "age_days": age_days(total.oldest, at),
+    }
+
+
+def total_spread_json(ends: tuple[Total, Total] | None, by_account: bool) -> dict[str, Any] | None:
+    if ends is None:
+        return None
+    high, low = ends
+    return {
+        "spread_km2": km2(high.best_area_km2 - low.best_area_km2),
+        "high": {**series_label(high.key, by_account), "area_km2": km2(high.best_area_km2)},
+        "low": {**series_label(low.key, by_account), "area_km2": km2(low.best_area_km2)},
+        "note": "Over the series' totals; illustrative ones are left out.",
     }

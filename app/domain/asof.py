@@ -16,7 +16,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from app.domain.model import AreaKind, Piece
 
@@ -126,11 +126,21 @@ def position(pieces: Iterable[Piece], by_account: bool) -> dict[SeriesKey, Piece
     return out
 
 
+class Figure(Protocol):
+    """Anything that stands for a series at a moment: a piece, or a country's total."""
+
+    @property
+    def best_area_km2(self) -> float | None: ...
+
+
+F = TypeVar("F", bound=Figure)
+
+
 @dataclass(frozen=True)
-class Change:
+class Change(Generic[F]):
     key: SeriesKey
-    before: Piece | None
-    after: Piece | None
+    before: F | None
+    after: F | None
 
     @property
     def delta_km2(self) -> float | None:
@@ -149,7 +159,9 @@ class Change:
         return 100.0 * delta / self.before.best_area_km2
 
 
-def changes(before: Iterable[Piece], after: Iterable[Piece], by_account: bool) -> list[Change]:
+def changes(
+    before: Iterable[Piece], after: Iterable[Piece], by_account: bool
+) -> list[Change[Piece]]:
     """Pair each series' position at the first moment with its position at the second."""
     start, end = position(before, by_account), position(after, by_account)
     keys = sorted(set(start) | set(end), key=lambda k: tuple(str(part) for part in k))

@@ -105,6 +105,23 @@ def clip(geometry: BaseGeometry, boundary: BaseGeometry) -> MultiPolygon | None:
     return to_multipolygon(part)
 
 
+def union(geometries: list[BaseGeometry | None], grid: float | None = None) -> MultiPolygon | None:
+    """The polygonal union of these shapes (``None`` among them: nothing); None when empty.
+
+    ``grid`` snaps the result to a grid of that size (in degrees), keeping it valid: for shapes
+    served at that precision, whose union along shared borders leaves slivers that rounding
+    alone would collapse into invalid rings."""
+    shapes = [g for g in geometries if g is not None and not g.is_empty]
+    if not shapes:
+        return None
+    merged = shapely.union_all(shapes, grid_size=grid)
+    part = polygonal_part(merged)
+    return None if part is None else to_multipolygon(part)
+
+
+SERVED_GRID = 10.0**-6  # coordinates are served to 6 decimals (:func:`to_geojson`)
+
+
 def difference(a: BaseGeometry | None, b: BaseGeometry | None) -> MultiPolygon | None:
     """The ground in ``a`` that is not in ``b`` (None when there is none)."""
     if a is None or a.is_empty:

@@ -42,12 +42,26 @@ class AreaKind(StrEnum):
 
 @dataclass(frozen=True)
 class Region:
+    """A first-level region (``level`` admin1: an oblast, a city, a republic), which pieces are
+    cut into, or a country (``level`` country), whose figures are sums over its members."""
+
     slug: str
     name: str
     country: str
     country_code: str
     area_km2: float
+    level: str = "admin1"
+    parent: str | None = None  # an admin1 region's country
     boundary: MultiPolygon | None = None
+
+    @property
+    def is_country(self) -> bool:
+        return self.level == COUNTRY
+
+
+ADMIN1 = "admin1"
+COUNTRY = "country"
+LEVELS = (ADMIN1, COUNTRY)
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,10 @@ class NewObservation:
     note: str | None = None
     illustrative: bool = False
     supersedes: int | None = None
+    # The geodesic area of the drawing as the source drew it, when ``geometry`` is only part of
+    # it (an import keeps only the ground inside the country its rule applies in). Derived, not
+    # part of what the source said (not in the content hash); None: the area of ``geometry``.
+    drawn_area_km2: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,7 @@ class Piece:
     citation: Citation
     note: str | None
     recorded_at: dt.datetime
+    drawn_area_km2: float | None = None  # the whole drawing's area, before any clipping
     geometry: MultiPolygon | None = None
 
     @property

@@ -361,10 +361,18 @@ def parse_document(
     )
 
 
+# Fields of NewObservation that the service derives rather than the source saying them.
+DERIVED_FIELDS = frozenset({"drawn_area_km2"})
+
+
 def content_hash(obs: NewObservation) -> str:
     """A fingerprint of everything the source said: equal content, equal hash. Derived from the
     fields of :class:`NewObservation` (the citation as the list of its fields)."""
-    payload = {f.name: _plain(getattr(obs, f.name)) for f in fields(NewObservation)}
+    payload = {
+        f.name: _plain(getattr(obs, f.name))
+        for f in fields(NewObservation)
+        if f.name not in DERIVED_FIELDS
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -384,7 +384,7 @@ class Importer:
                 if len(features) > gone:
                     m.result.skipped["no area"] += len(features) - gone
                 continue
-            stored = self._store(m, line, len(features), drawn.geometry)
+            stored = self._store(m, line, len(features), drawn.geometry, drawn.drawn_area_km2)
             if stored is not None:
                 m.result.state[line] = LineState(raws[line], *stored, drawn.repaired)
         if not unchanged:
@@ -392,7 +392,7 @@ class Importer:
         return m.result
 
     def _store(
-        self, m: _Map, line: Line, count: int, geometry: MultiPolygon
+        self, m: _Map, line: Line, count: int, geometry: MultiPolygon, drawn_km2: float | None
     ) -> tuple[int, frozenset[str]] | None:
         """Confirm the observation in force, or write a new one; its id and regions."""
         party, status = line
@@ -418,6 +418,7 @@ class Importer:
             geometry=geometry,
             citation=m.citation,
             note=f"The union of the {count} features of this map drawn as {_who(party)} {status}.",
+            drawn_area_km2=drawn_km2,
         )
         try:
             with m.w.savepoint():

@@ -82,6 +82,8 @@ class Union:
     repaired: int = 0
     unreadable: int = 0
     outside_scope: Counter[str] = field(default_factory=Counter)  # features clipped away whole
+    # The geodesic area of the drawing as drawn, before the scope clipped it (None: unclipped)
+    drawn_area_km2: float | None = None
 
 
 def _shapes(file: str, features: Sequence[Feature], strict: bool) -> tuple[list[Any], int]:
@@ -124,8 +126,7 @@ def union(file: str, features: Sequence[Feature], strict: bool) -> Union:
         )
     if len(invalid):
         array[invalid] = shapely.make_valid(array[invalid])
-    merged = geo.polygonal_part(shapely.union_all(array))
-    return Union(None if merged is None else geo.to_multipolygon(merged), len(invalid), unreadable)
+    return Union(geo.union(list(array)), len(invalid), unreadable)
 
 
 def scoped_union(
@@ -137,6 +138,7 @@ def scoped_union(
     """The union of one line's features, each group clipped to the countries its rule is
     scoped to (``countries``: normalised country -> the union of its regions)."""
     parts: list[MultiPolygon] = []
+    as_drawn: list[MultiPolygon] = []
     repaired = unreadable = 0
     outside: Counter[str] = Counter()
     for scope, features in groups.items():
@@ -144,6 +146,8 @@ def scoped_union(
         repaired += drawn.repaired
         unreadable += drawn.unreadable
         geometry = drawn.geometry
+        if geometry is not None:
+            as_drawn.append(geometry)
         if geometry is not None and scope is not None:
             areas = [countries[c] for c in sorted(scope)]
             geometry = geo.clip(geometry, areas[0] if len(areas) == 1 else shapely.union_all(areas))
@@ -155,6 +159,10 @@ def scoped_union(
         if geometry is not None:
             parts.append(geometry)
     if len(parts) > 1:
-        merged = geo.polygonal_part(shapely.union_all(parts))
-        parts = [] if merged is None else [geo.to_multipolygon(merged)]
-    return Union(parts[0] if parts else None, repaired, unreadable, outside)
+        merged = geo.union(list(parts))
+        parts = [] if merged is None else [merged]
+    drawn_km2 = None
+    if any(scope is not None for scope in groups) and parts:
+        whole = as_drawn[0] if len(as_drawn) == 1 else geo.union(list(as_drawn))
+        drawn_km2 = geo.geodesic_area_km2(whole)
+    return Union(parts[0] if parts else None, repaired, unreadable, outside, drawn_km2)

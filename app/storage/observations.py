@@ -47,6 +47,7 @@ RECORD_FIELDS = (
     "valid_until",
     "regions",
     "areas_km2",
+    "drawn_area_km2",
     "reported_area_km2",
     "reported_region",
     "reported_qualifier",
@@ -129,6 +130,8 @@ class Observations(Part):
                 "idempotency_key": idempotency_key,
                 "import_file_id": import_file_id,
             }
+            if obs.drawn_area_km2 is None and obs.geometry is not None:
+                row["drawn_area_km2"] = geo.geodesic_area_km2(obs.geometry)
             insert = observations.insert().values(**row).returning(observations.c.id)
             done = insert_unless_duplicate(self.c, insert)
             if done is None:

@@ -105,12 +105,13 @@ def column_in(column: Any, values: Sequence[str | None]) -> ColumnElement[bool]:
 class Pieces(Part):
     def selection(
         self,
-        region: str | None,
+        region: str | Sequence[str] | None,
         flt: PieceFilter,
         with_geometry: bool,
         known_at: dt.datetime | None = None,
     ) -> Select[Any]:
-        """Pieces of a region (``None``: of every region) with their observation's fields;
+        """Pieces of a region, or of several (``None``: of every region) with their
+        observation's fields;
         current ones, or (``known_at``) those the service knew then, superseded and retracted
         ones as they stood."""
         cols: list[Any] = list(PIECE_COLUMNS)
@@ -122,8 +123,10 @@ class Pieces(Part):
             .join(observations, observations.c.id == pieces.c.observation_id)
             .join(sources, sources.c.slug == pieces.c.source)
         )
-        if region is not None:
+        if isinstance(region, str):
             query = query.where(pieces.c.region == region)
+        elif region is not None:
+            query = query.where(pieces.c.region.in_(list(region)))
         if known_at is None:
             query = query.where(pieces.c.active.is_(True))
         else:
@@ -142,7 +145,7 @@ class Pieces(Part):
 
     def in_force(
         self,
-        region: str,
+        region: str | Sequence[str],
         at: dt.datetime,
         flt: PieceFilter,
         with_geometry: bool = True,
@@ -164,18 +167,19 @@ class Pieces(Part):
         ]
         if not with_geometry or not chosen:
             return chosen
-        shapes = self.geometries([(p.observation_id, region) for p in chosen])
-        return [replace(p, geometry=shapes.get((p.observation_id, region))) for p in chosen]
+        shapes = self.geometries([(p.observation_id, p.region) for p in chosen])
+        return [replace(p, geometry=shapes.get((p.observation_id, p.region))) for p in chosen]
 
     def history(
         self,
-        region: str,
+        region: str | Sequence[str],
         flt: PieceFilter,
         start: dt.datetime | None = None,
         end: dt.datetime | None = None,
         known_at: dt.datetime | None = None,
     ) -> list[Piece]:
-        """Every piece of a region in time order (no geometry), optionally within [start, end].
+        """Every piece of a region (or of several) in time order (no geometry), optionally
+        within [start, end].
 
         With ``known_at``: the record as it stood then, with validity intervals recomputed.
         """

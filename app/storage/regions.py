@@ -11,8 +11,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.sql import Select
 
 from app.domain import geometry as geo
-from app.domain.errors import UnknownRegion
-from app.domain.model import Region
+from app.domain.errors import InvalidInput, UnknownRegion
+from app.domain.model import ADMIN1, COUNTRY, Region
 from app.domain.timeutil import now
 from app.storage.base import Part
 from app.storage.dialect import for_update
@@ -44,12 +44,26 @@ class Regions(Part):
                 .where(or_(b.c.replaced_at.is_(None), b.c.replaced_at > known_at))
             )
         names = [regions.c.name, regions.c.country, regions.c.country_code, cols[0]]
-        return query.add_columns(*names, *(cols[1:] if with_boundary else []))
+        kinds = [regions.c.level, regions.c.parent]
+        return query.add_columns(*names, *kinds, *(cols[1:] if with_boundary else []))
 
-    def all(self, with_boundary: bool = True, known_at: dt.datetime | None = None) -> list[Region]:
-        query = self.selection(with_boundary, known_at)
-        rows = self.c.execute(query.order_by(regions.c.country, regions.c.slug)).all()
+    def all(
+        self,
+        with_boundary: bool = True,
+        known_at: dt.datetime | None = None,
+        levels: tuple[str, ...] = (ADMIN1,),
+    ) -> list[Region]:
+        """The regions of these levels (default: the first-level regions, which tile the map
+        without overlapping), countries first, then by country and slug."""
+        query = self.selection(with_boundary, known_at).where(regions.c.level.in_(levels))
+        order = (regions.c.level != COUNTRY, regions.c.country, regions.c.slug)
+        rows = self.c.execute(query.order_by(*order)).all()
         return [Region(*row) for row in rows]
+
+    def members(self, country: str) -> list[str]:
+        """The slugs of a country's member regions."""
+        query = select(regions.c.slug).where(regions.c.parent == country)
+        return list(self.c.execute(query.order_by(regions.c.slug)).scalars())
 
     def get(
         self, slug: str, with_boundary: bool = True, known_at: dt.datetime | None = None
@@ -67,9 +81,11 @@ class Regions(Part):
 
     @property
     def boundaries(self) -> dict[str, MultiPolygon]:
-        """Every region's current boundary, prepared for fast predicates; read once a unit."""
+        """Every first-level region's current boundary (what observations are cut into),
+        prepared for fast predicates; read once a unit."""
         if self._boundaries is None:
-            found = dict(self.c.execute(select(regions.c.slug, regions.c.boundary)).all())
+            query = select(regions.c.slug, regions.c.boundary).where(regions.c.level == ADMIN1)
+            found = dict(self.c.execute(query).all())
             for boundary in found.values():
                 shapely.prepare(boundary)
             self._boundaries = found
@@ -83,10 +99,15 @@ class Regions(Part):
         country_code: str,
         boundary: MultiPolygon,
         note: str | None = None,
+        level: str = ADMIN1,
+        parent: str | None = None,
     ) -> bool:
         """Insert a region, or replace it; a new boundary rebuilds the region's pieces and the
-        old one stays in ``region_boundaries``. True when anything changed."""
+        old one stays in ``region_boundaries``. True when anything changed. A country
+        (``level`` country) gets no pieces of its own: its figures are its members' sums."""
         boundary = geo.to_multipolygon(boundary)
+        if parent is not None:
+            self._check_country(parent, slug)
         moment = now()
         values = {
             "slug": slug,
@@ -96,17 +117,21 @@ class Regions(Part):
             "boundary": boundary,
             "area_km2": geo.geodesic_area_km2(boundary),
             "updated_at": moment,
+            "level": level,
+            "parent": parent,
             **bbox_values(boundary),
         }
         query = select(regions).where(regions.c.slug == slug)
         row = self.c.execute(for_update(query)).mappings().first()
         if row is not None:
             same_shape = shapely.equals_exact(row["boundary"], boundary, tolerance=0)
-            meta = (row["name"], row["country"], row["country_code"])
-            if same_shape and meta == (name, country, country_code):
+            meta = (row["name"], row["country"], row["country_code"], row["level"], row["parent"])
+            if same_shape and meta == (name, country, country_code, level, parent):
                 return False
             self.c.execute(regions.update().where(regions.c.slug == slug).values(**values))
             if same_shape:
+                if parent != row["parent"]:
+                    self._refresh_countries(parent, row["parent"])
                 return True
             self.c.execute(
                 region_boundaries.update()
@@ -129,6 +154,41 @@ class Regions(Part):
         )
         self._boundaries = None
         self.unit.boundaries_changed = True
-        if row is not None:
+        if row is not None and level == ADMIN1:
             self.unit.derived.rebuild(region=slug)
+        if row is not None:  # a member's ground changed: so did its country's
+            self._refresh_countries(parent, row["parent"])
         return True
+
+    def _refresh_countries(self, *countries: str | None) -> None:
+        for country in sorted({c for c in countries if c is not None}):
+            self._refresh_country(country)
+
+    def _check_country(self, parent: str, slug: str) -> None:
+        found = self.c.execute(
+            select(regions.c.level).where(regions.c.slug == parent)
+        ).scalar_one_or_none()
+        if found != COUNTRY:
+            countries = self.c.execute(
+                select(regions.c.slug).where(regions.c.level == COUNTRY).order_by(regions.c.slug)
+            ).scalars()
+            raise InvalidInput(
+                f"region {slug!r}: its parent {parent!r} is not a country. "
+                f"Countries: {', '.join(countries)}."
+            )
+
+    def _refresh_country(self, country: str) -> None:
+        """A country's boundary: the union of its members' (kept in its boundary history)."""
+        current = self.get(country, with_boundary=False)
+        members = [self.boundaries[m] for m in self.members(country) if m in self.boundaries]
+        ground = geo.union(list(members))
+        if ground is not None:
+            self.save(
+                country,
+                current.name,
+                current.country,
+                current.country_code,
+                ground,
+                note="the union of its member regions",
+                level=COUNTRY,
+            )

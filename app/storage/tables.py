@@ -73,6 +73,10 @@ regions = Table(
     Column("area_km2", Float, nullable=False),
     *_bbox_columns(),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # "admin1": a region pieces are cut into; "country": the sum of its member regions.
+    Column("level", String(16), nullable=False, server_default="admin1"),
+    Column("parent", String(64), ForeignKey("regions.slug"), nullable=True),  # its country
+    Index("ix_regions_level", "level"),
 )
 
 observations = Table(
@@ -88,6 +92,8 @@ observations = Table(
     Column("geometry", Geometry(), nullable=True),
     *_bbox_columns(),
     Column("reported_area_km2", Float, nullable=True),
+    # The geodesic area of the drawing as the source drew it, before any clipping.
+    Column("drawn_area_km2", Float, nullable=True),
     Column("reported_region", String(64), ForeignKey("regions.slug"), nullable=True),
     Column("reported_qualifier", String(16), nullable=True),
     Column("citation_url", Text, nullable=True),

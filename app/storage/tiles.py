@@ -43,6 +43,7 @@ from sqlalchemy import ARRAY, DateTime, Float, Integer, Numeric, String, and_, c
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.expression import column, literal_column
 
+from app.domain.model import ADMIN1
 from app.domain.timeutil import isoformat
 from app.storage.base import Part
 from app.storage.dialect import rfc3339
@@ -299,6 +300,7 @@ class Tiles(Part):
         ``regions``."""
         shape = TileShape(tile)
         query = self.unit.regions.selection(with_boundary=True, known_at=known_at)
+        query = query.where(regions_table.c.level == ADMIN1)  # countries would overlap them
         if regions is not None:
             query = query.where(regions_table.c.slug.in_(list(regions)))
         if self._in_database:

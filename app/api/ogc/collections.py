@@ -59,6 +59,7 @@ OBSERVATION_QUERYABLES: dict[str, dict[str, Any]] = {
     "valid_to": _moment("Valid to, as the source gave it"),
     "valid_until": _moment("End of the validity interval (null: open)"),
     "reported_area_km2": _number("Area the source reported, km²"),
+    "drawn_area_km2": _number("Area of the whole drawing as drawn, before any clipping, km²"),
     "reported_qualifier": _string(
         "Qualifier of the reported area", enum=[q.value for q in Qualifier]
     ),

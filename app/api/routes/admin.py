@@ -146,6 +146,12 @@ async def put_region(
             missing = [k for k, v in fields.items() if not v]
             if missing:
                 raise InvalidInput(f"A new region needs properties {', '.join(missing)}.")
+            if current is not None and current.is_country:
+                raise InvalidInput(
+                    f"{slug!r} is a country: its boundary is the union of its member regions "
+                    f"({', '.join(unit.regions.members(slug))}). PUT a member region instead."
+                )
+            parent = props.get("parent", current.parent if current else None)
             changed = unit.regions.save(
                 slug,
                 str(fields["name"]),
@@ -153,6 +159,7 @@ async def put_region(
                 str(fields["country_code"]),
                 boundary,
                 note=props.get("note"),
+                parent=parent if isinstance(parent, str) and parent else None,
             )
             return current is None, changed, unit.regions.get(slug)
 

@@ -81,6 +81,7 @@ PARQUET_TYPES = {
     "valid_to": _MOMENT,
     "valid_until": _MOMENT,
     "area_km2": "float64",
+    "drawn_area_km2": "float64",
     "reported_area_km2": "float64",
     "illustrative": "bool",
     "citation_published_at": _MOMENT,

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.responses import Response
+from shapely.geometry import MultiPolygon
 
 from app.api import serialize as out
 from app.api.deps import Unit
@@ -32,10 +33,12 @@ from app.api.params import (
 )
 from app.api.responses import JSON, GeoJSON, csv_response
 from app.api.routing import CheckedRoute
-from app.domain import asof
+from app.domain import asof, totals
 from app.domain import geometry as geo
-from app.domain.model import Status
+from app.domain.asof import Change
+from app.domain.model import COUNTRY, LEVELS, AreaKind, Piece, Region, Status
 from app.domain.timeutil import fresh, isoformat
+from app.domain.totals import Total
 from app.storage.pieces import PieceFilter
 
 router = APIRouter(prefix="/regions", tags=["regions"], route_class=CheckedRoute)
@@ -59,19 +62,45 @@ def list_regions(
     geometry: Annotated[
         bool, Query(description="Include boundaries (false: properties and bbox only).")
     ] = True,
+    level: Annotated[
+        Literal["admin1", "country", "all"],
+        Query(
+            description="`admin1` (default): the first-level regions (oblasts, cities, "
+            "republics), which tile the map without overlapping; `country`: the countries, "
+            "whose figures are the sums over their member regions; `all`: both."
+        ),
+    ] = "admin1",
     known_at: KnownAt = None,
 ) -> GeoJSON:
     known = known_moment(known_at)
-    regions = unit.regions.all(with_boundary=True, known_at=known)
-    features = [out.region_feature(r, geometry) for r in regions]
-    return GeoJSON(out.feature_collection(features, known_at=isoformat(known)))
+    regions = unit.regions.all(with_boundary=geometry, known_at=known, levels=LEVELS)
+    members = _members(regions)
+    features = [
+        out.region_feature(r, geometry, members.get(r.slug))
+        for r in regions
+        if level in ("all", r.level)
+    ]
+    return GeoJSON(out.feature_collection(features, level=level, known_at=isoformat(known)))
+
+
+def _members(regions: list[Region]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for region in regions:
+        if region.parent is not None:
+            found.setdefault(region.parent, []).append(region.slug)
+    return found
 
 
 @router.get(
-    "/{slug}", response_class=GeoJSON, responses=GEOJSON_CONTENT, summary="One region as a Feature"
+    "/{slug}",
+    response_class=GeoJSON,
+    responses=GEOJSON_CONTENT,
+    summary="One region (or country) as a Feature",
 )
 def get_region(slug: Slug, unit: Unit, known_at: KnownAt = None) -> GeoJSON:
-    return GeoJSON(out.region_feature(unit.regions.get(slug, known_at=known_moment(known_at))))
+    region = unit.regions.get(slug, known_at=known_moment(known_at))
+    members = unit.regions.members(slug) if region.is_country else None
+    return GeoJSON(out.region_feature(region, members=members))
 
 
 @router.get(
@@ -103,9 +132,17 @@ def control(
     region = unit.regions.get(slug, with_boundary=False, known_at=known)
     oldest = max_age_span(max_age)
     flt = piece_filter(unit, party, status, source, account)
-    pieces = unit.pieces.in_force(region.slug, moment_, flt, known_at=known)
+    where = unit.regions.members(slug) if region.is_country else region.slug
+    pieces = unit.pieces.in_force(where, moment_, flt, known_at=known)
     pieces = [p for p in pieces if fresh(p.valid_from, moment_, oldest)]
-    features = [out.piece_feature(p, moment_) for p in asof.chronological(pieces)]
+    if region.is_country:
+        features = [
+            out.total_feature(region.slug, party_code, total, moment_)
+            for party_code, found in _by_party(pieces).items()
+            for total in totals.totals_at(found, moment_, by_account=False).values()
+        ]
+    else:
+        features = [out.piece_feature(p, moment_) for p in asof.chronological(pieces)]
     members = {
         "region": region.slug,
         "at": isoformat(moment_),
@@ -113,6 +150,13 @@ def control(
         "known_at": isoformat(known),
     }
     return GeoJSON(out.feature_collection(features, **members))
+
+
+def _by_party(pieces: list[Piece]) -> dict[str | None, list[Piece]]:
+    found: dict[str | None, list[Piece]] = {}
+    for piece in pieces:
+        found.setdefault(piece.party, []).append(piece)
+    return dict(sorted(found.items(), key=lambda kv: str(kv[0])))
 
 
 def _wants_csv(format_: str | None, accept: str | None) -> bool:
@@ -131,6 +175,12 @@ class SeriesQuery:
     flt: PieceFilter
     by_account: bool
     known_at: dt.datetime | None
+    members: list[str] | None = None  # a country's member regions, whose figures it sums
+
+    @property
+    def where(self) -> str | list[str]:
+        """The regions whose pieces answer: the region itself, or a country's members."""
+        return self.region if self.members is None else self.members
 
     def head(self, **members: Any) -> dict[str, Any]:
         """The members that open every series answer: what was asked."""
@@ -140,6 +190,7 @@ class SeriesQuery:
             "status": list(self.flt.statuses or []),
             "group_by": "account" if self.by_account else "source",
             "known_at": isoformat(self.known_at),
+            **({} if self.members is None else {"level": COUNTRY, "members": self.members}),
             **members,
         }
 
@@ -157,7 +208,8 @@ def series_query(
     region = unit.regions.get(slug, with_boundary=False, known_at=known)
     flt = piece_filter(unit, [party], status, source, account, default_status=Status.CONTROLLED)
     party_code = flt.parties[0] if flt.parties else None
-    return SeriesQuery(region.slug, party_code, flt, account is not None, known)
+    members = unit.regions.members(region.slug) if region.is_country else None
+    return SeriesQuery(region.slug, party_code, flt, account is not None, known, members)
 
 
 def two_moments(
@@ -205,6 +257,8 @@ def area(
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     start, end = ordered_range(from_, to, required=False, whole_days=True)
+    if q.members is not None:
+        return _country_area(q, unit, start, end, kind, _wants_csv(format, accept))
     series = asof.series(unit.pieces.history(q.region, q.flt, start, end, q.known_at), q.by_account)
     if kind is not None:
         series = {k: [p for p in pts if p.kind.value == kind] for k, pts in series.items()}
@@ -213,17 +267,48 @@ def area(
         rows = [
             out.area_csv_row(q.region, key, point) for key, pts in series.items() for point in pts
         ]
-        filename = f"{q.region}-area-{(q.party or 'none').lower()}.csv"
-        return csv_response(out.AREA_CSV_COLUMNS, rows, filename=filename)
+        return _area_csv(q, out.AREA_CSV_COLUMNS, rows)
+    return _area_json(q, start, end, {k: [out.point_json(p) for p in v] for k, v in series.items()})
+
+
+def _area_csv(q: SeriesQuery, columns: tuple[str, ...], rows: list[list[Any]]) -> Response:
+    filename = f"{q.region}-area-{(q.party or 'none').lower()}.csv"
+    return csv_response(columns, rows, filename=filename)
+
+
+def _area_json(
+    q: SeriesQuery,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    series: dict[asof.SeriesKey, list[dict[str, Any]]],
+) -> JSON:
     return JSON(
         q.head(
             **{"from": isoformat(start), "to": isoformat(end)},
             series=[
-                {**out.series_label(key, q.by_account), "points": [out.point_json(p) for p in pts]}
-                for key, pts in series.items()
+                {**out.series_label(key, q.by_account), "points": points}
+                for key, points in series.items()
             ],
         )
     )
+
+
+def _country_area(
+    q: SeriesQuery,
+    unit: Unit,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    kind: str | None,
+    csv: bool,
+) -> Response:
+    """A country's area over time: its members' figures summed, per series."""
+    history = unit.pieces.history(q.where, q.flt, known_at=q.known_at)
+    only = AreaKind(kind) if kind is not None else None
+    series = totals.series(history, q.by_account, only, start, end)
+    if csv:
+        rows = [out.total_csv_row(q.region, q.party, t) for pts in series.values() for t in pts]
+        return _area_csv(q, out.TOTAL_CSV_COLUMNS, rows)
+    return _area_json(q, start, end, {k: [out.total_json(t) for t in v] for k, v in series.items()})
 
 
 @router.get(
@@ -238,8 +323,19 @@ def area(
 )
 def change(q: Series, moments: TwoMoments, unit: Unit) -> JSON:
     start, end = moments
-    before = unit.pieces.in_force(q.region, start, q.flt, with_geometry=False, known_at=q.known_at)
-    after = unit.pieces.in_force(q.region, end, q.flt, with_geometry=False, known_at=q.known_at)
+    before = unit.pieces.in_force(q.where, start, q.flt, with_geometry=False, known_at=q.known_at)
+    after = unit.pieces.in_force(q.where, end, q.flt, with_geometry=False, known_at=q.known_at)
+    if q.members is not None:
+        sums = totals.changes(
+            totals.totals_at(before, start, q.by_account),
+            totals.totals_at(after, end, q.by_account),
+        )
+        return JSON(
+            q.head(
+                **{"from": isoformat(start), "to": isoformat(end)},
+                changes=[out.change_json(c, q.by_account) for c in sums],
+            )
+        )
     changes = asof.changes(before, after, q.by_account)
     return JSON(
         q.head(
@@ -263,18 +359,25 @@ def change(q: Series, moments: TwoMoments, unit: Unit) -> JSON:
 )
 def change_geometry(q: Series, moments: TwoMoments, unit: Unit) -> GeoJSON:
     start, end = moments
-    before = unit.pieces.in_force(q.region, start, q.flt, known_at=q.known_at)
-    after = unit.pieces.in_force(q.region, end, q.flt, known_at=q.known_at)
+    before = unit.pieces.in_force(q.where, start, q.flt, known_at=q.known_at)
+    after = unit.pieces.in_force(q.where, end, q.flt, known_at=q.known_at)
+    items: list[Change[Piece]] | list[Change[Total]]
+    if q.members is None:
+        items = asof.changes(before, after, q.by_account)
+    else:
+        items = totals.changes(
+            totals.totals_at(before, start, q.by_account),
+            totals.totals_at(after, end, q.by_account),
+        )
     features: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    for item in asof.changes(before, after, q.by_account):
+    for item in items:
         label = out.series_label(item.key, q.by_account)
-        pieces = [p for p in (item.before, item.after) if p is not None]
-        if any(p.geometry is None for p in pieces):
+        figures = [f for f in (item.before, item.after) if f is not None]
+        if not all(_has_polygon(f) for f in figures):
             skipped.append({**label, "reason": "no polygon"})
             continue
-        old = item.before.geometry if item.before else None
-        new = item.after.geometry if item.after else None
+        old, new = _shape(item.before), _shape(item.after)
         for kind, shape in (
             ("gained", geo.difference(new, old)),
             ("lost", geo.difference(old, new)),
@@ -288,14 +391,34 @@ def change_geometry(q: Series, moments: TwoMoments, unit: Unit) -> GeoJSON:
                         "change": kind,
                         "area_km2": out.km2(geo.geodesic_area_km2(shape)),
                         **label,
-                        "from_observation_id": item.before.observation_id if item.before else None,
-                        "to_observation_id": item.after.observation_id if item.after else None,
-                        "illustrative": any(p.illustrative for p in pieces),
+                        **_records("from", item.before, q.members is not None),
+                        **_records("to", item.after, q.members is not None),
+                        "illustrative": any(f.illustrative for f in figures),
                     },
                 }
             )
     head = q.head(**{"from": isoformat(start), "to": isoformat(end)}, skipped=skipped)
     return GeoJSON(out.feature_collection(features, **head))
+
+
+def _has_polygon(figure: Piece | Total) -> bool:
+    parts = figure.parts if isinstance(figure, Total) else (figure,)
+    return all(p.geometry is not None for p in parts)
+
+
+def _shape(figure: Piece | Total | None) -> MultiPolygon | None:
+    """The ground a figure draws: a piece's polygon, or the union of a total's."""
+    if isinstance(figure, Total):
+        return geo.union([p.geometry for p in figure.parts], grid=geo.SERVED_GRID)
+    return None if figure is None else figure.geometry
+
+
+def _records(end: str, figure: Piece | Total | None, country: bool) -> dict[str, Any]:
+    """The record(s) behind one end of a change: one observation for a region, every
+    observation a country's total adds up."""
+    if isinstance(figure, Total) or (country and figure is None):
+        return {f"{end}_observation_ids": figure.observation_ids if figure else []}
+    return {f"{end}_observation_id": figure.observation_id if figure is not None else None}
 
 
 @router.get(
@@ -311,11 +434,22 @@ def change_geometry(q: Series, moments: TwoMoments, unit: Unit) -> GeoJSON:
 )
 def claims(q: Series, unit: Unit, moment_: AtOrNow, max_age: MaxAge = None) -> JSON:
     oldest = max_age_span(max_age)
-    pieces = unit.pieces.in_force(
-        q.region, moment_, q.flt, with_geometry=False, known_at=q.known_at
-    )
+    pieces = unit.pieces.in_force(q.where, moment_, q.flt, with_geometry=False, known_at=q.known_at)
     pieces = [p for p in pieces if fresh(p.valid_from, moment_, oldest)]
     names = {s.slug: s.name for s in unit.reference.sources()}
+    if q.members is not None:
+        found = list(totals.totals_at(pieces, moment_, q.by_account).values())
+        return JSON(
+            q.head(
+                at=isoformat(moment_),
+                max_age_days=span_days(oldest),
+                claims=[
+                    out.total_claim_json(t, moment_, names, q.by_account)
+                    for t in sorted(found, key=lambda t: (-t.best_area_km2, str(t.key)))
+                ],
+                spread=out.total_spread_json(totals.spread(found), q.by_account),
+            )
+        )
     ordered = sorted(
         pieces, key=lambda p: (p.best_area_km2 is None, -(p.best_area_km2 or 0.0), p.source)
     )
