@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, box
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
 
 from app.domain import geometry as geo
 from app.domain.errors import InvalidInput
 from app.domain.model import Basis, NewObservation, Party, Source, SourceKind, Status
 from app.seed import load_regions, seed
+from app.storage.database import upgrade
 from app.storage.pieces import PieceFilter
 from app.storage.tables import observations, region_boundaries
-from tests.conftest import DATA_DIR
+from app.storage.types import Geometry, UTCDateTime
+from tests.conftest import BACKENDS, DATA_DIR, _new_engine, _require_backend
 from tests.store import Store
 
 UTC = dt.UTC
@@ -323,3 +328,43 @@ def test_concurrent_transactions_on_one_line_keep_intervals_right(
     older, newer = repo.history("kursk", PieceFilter())
     assert older.valid_until == day("2025-01-10")
     assert newer.valid_until is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_0007_measures_the_drawings_already_stored(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, pg_databases: Any
+) -> None:
+    """A database from before countries: its regions become first-level ones and its records
+    get the area of their drawing as drawn."""
+    _require_backend(backend)
+    engine = _new_engine(backend, tmp_path_factory, pg_databases)
+    upgrade(engine, "0006")
+    drawing = MultiPolygon([box(35.0, 51.0, 35.5, 51.3)])
+    moment = dt.datetime(2024, 8, 20, tzinfo=dt.UTC)
+    sources_t = sa_table("sources", sa_column("slug"), sa_column("name"), sa_column("kind"))
+    obs_t = sa_table(
+        "observations",
+        *(sa_column(n) for n in ("source", "status", "basis", "illustrative", "content_hash")),
+        sa_column("valid_from", UTCDateTime()),
+        sa_column("recorded_at", UTCDateTime()),
+        sa_column("geometry", Geometry()),
+    )
+    with engine.begin() as c:
+        c.execute(sources_t.insert().values(slug="s", name="S", kind="osint"))
+        c.execute(
+            obs_t.insert().values(
+                source="s",
+                status="controlled",
+                basis="assessed",
+                illustrative=False,
+                content_hash="x" * 64,
+                valid_from=moment,
+                recorded_at=moment,
+                geometry=drawing,
+            )
+        )
+    upgrade(engine)
+    with engine.connect() as c:
+        area = c.execute(select(observations.c.drawn_area_km2)).scalar_one()
+    assert area == pytest.approx(geo.geodesic_area_km2(drawing))
+    engine.dispose()
