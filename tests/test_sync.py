@@ -27,10 +27,13 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 import shapely
+from fastapi.testclient import TestClient
 from shapely.geometry import Polygon, box
 from sqlalchemy import Engine
 
+from app.api.app import create_app
 from app.domain import geometry as geo
+from app.domain.timeutil import isoformat
 from app.feeds import schedule
 from app.feeds.arcgis import ArcGISSync
 from app.feeds.deepstate import DeepStateSync
@@ -38,7 +41,7 @@ from app.feeds.http import Client, Politeness, user_agent
 from app.feeds.run import SyncOptions, SyncReport
 from app.importer.rules import PROFILES
 from app.seed import seed
-from app.settings import PROJECT_ROOT
+from app.settings import PROJECT_ROOT, Settings
 from app.storage.pieces import PieceFilter
 from tests.conftest import DATA_DIR
 from tests.store import Store
@@ -317,6 +320,20 @@ def test_sync_downloads_imports_and_checks_areas(
     assert "DeepState says" in warning
     assert "measured here" in warning
     assert "beyond the 2 % tolerance" in warning
+
+    # Ukraine's total after the sync: the clipped sum over its regions, and the drawing as
+    # drawn, which is what DeepState publishes (the sea is in it).
+    app = create_app(Settings(database_url=str(repo.engine.url)), engine=repo.engine)
+    with TestClient(app) as http:
+        body = http.get(
+            "/regions/ukraine/area", params={"party": "RU", "source": "deepstate"}
+        ).json()
+    [series] = body["series"]
+    first_total = series["points"][0]
+    assert first_total["at"] == isoformat(at(IDS[0]))
+    assert first_total["area_km2"] == pytest.approx(clipped_km2(repo, RU_1, "donetsk"), abs=0.1)
+    assert first_total["drawn_area_km2"] == pytest.approx(first["#a52714"].published_km2, abs=0.1)
+    assert list(first_total["regions"]) == ["donetsk"]
 
     # Run again: only the list is asked for; nothing is downloaded or written again.
     server.log.clear()
