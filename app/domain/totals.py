@@ -75,7 +75,7 @@ class Total:
         return sorted({p.observation_id for p in self.parts})
 
 
-def _regions_figure(kind: AreaKind | None) -> Callable[[Piece], Piece | None]:
+def _figure(kind: AreaKind | None) -> Callable[[Piece], Piece | None]:
     """How a piece enters a total: as it is, or (``kind``) with only that figure."""
 
     def only(piece: Piece) -> Piece | None:
@@ -90,15 +90,11 @@ def _regions_figure(kind: AreaKind | None) -> Callable[[Piece], Piece | None]:
     return only
 
 
-def _standing(in_force: Iterable[Piece], by_account: bool) -> dict[SeriesKey, Piece]:
-    return position(in_force, by_account)
-
-
 def totals_at(
     pieces: Iterable[Piece], at: dt.datetime, by_account: bool, kind: AreaKind | None = None
 ) -> dict[SeriesKey, Total]:
     """Per series, the total at ``at`` of member pieces already in force at ``at``."""
-    figure = _regions_figure(kind)
+    figure = _figure(kind)
     by_region: dict[str, list[Piece]] = defaultdict(list)
     for piece in pieces:
         chosen = figure(piece)
@@ -106,7 +102,7 @@ def totals_at(
             by_region[piece.region].append(chosen)
     parts: dict[SeriesKey, list[Piece]] = defaultdict(list)
     for region in sorted(by_region):
-        for key, piece in _standing(by_region[region], by_account).items():
+        for key, piece in position(by_region[region], by_account).items():
             parts[key].append(piece)
     return {
         key: Total(key, at, tuple(found))
@@ -124,7 +120,7 @@ def series(
     """A country's area over time, one series per source (or account): a total at every moment
     at which what stands for the series in some member region changes, within ``[start,
     end]``. ``pieces`` are the members' pieces with their validity intervals."""
-    figure = _regions_figure(kind)
+    figure = _figure(kind)
     events: dict[dt.datetime, tuple[list[Piece], list[Piece]]] = defaultdict(lambda: ([], []))
     for piece in chronological(pieces):
         chosen = figure(piece)
@@ -147,7 +143,7 @@ def series(
             in_force[piece.region][(piece.observation_id, piece.region)] = piece
         changed: set[SeriesKey] = set()
         for region in touched:
-            now = _standing(in_force[region].values(), by_account)
+            now = position(in_force[region].values(), by_account)
             for key in set(now) | {k for k, held in standing.items() if region in held}:
                 was = standing[key].get(region)
                 new = now.get(key)
