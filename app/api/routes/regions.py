@@ -114,7 +114,10 @@ def get_region(slug: Slug, unit: Unit, known_at: KnownAt = None) -> GeoJSON:
         "earlier of its `valid_to` and the same source's next observation (`valid_until`). "
         "Observations that give only a reported figure and no polygon come as features with a "
         "null geometry. Features flagged `illustrative` are schematic, not surveyed. Each "
-        "feature says its age at `at` (`age_days`); `max_age` leaves out the older ones."
+        "feature says its age at `at` (`age_days`); `max_age` leaves out the older ones. "
+        "For a country (`GET /regions?level=country`), one feature per series: the union "
+        "of its member regions' pieces, with their summed area, the area of "
+        "the drawings as drawn (`drawn_area_km2`) and the members they cover (`regions`)."
     ),
 )
 def control(
@@ -237,7 +240,9 @@ TwoMoments = Annotated[tuple[dt.datetime, dt.datetime], Depends(two_moments)]
         "the geodesic area (WGS84) of a source's polygon inside the region; `reported` points are "
         "numbers the source gave. One series per (source, status, basis), or per (account, "
         "status, basis) when `account` is given. `?format=csv` (or `Accept: text/csv`) gives "
-        "tidy CSV, one row per point, that `pandas.read_csv(url)` loads as it is."
+        "tidy CSV, one row per point, that `pandas.read_csv(url)` loads as it is. For a country, "
+        "each point is the sum over its member regions of what stands for the series in each "
+        "at that moment (`regions`), with the drawings' own area as drawn (`drawn_area_km2`)."
     ),
     responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
 )
