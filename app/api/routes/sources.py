@@ -12,7 +12,7 @@ from starlette.datastructures import URL
 
 from app.api import serialize as out
 from app.api.deps import Unit
-from app.api.ogc.routes import base_url, link
+from app.api.ogc.routes import JSON_TYPE, base_url, link
 from app.api.params import From, To, WantsCsv, ordered_range
 from app.api.responses import CSV_MEDIA_TYPE, JSON, csv_response
 from app.api.routing import CheckedRoute
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/sources", tags=["reference"], route_class=CheckedRou
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 5000  # the whole DeepStateMap history (about 1,400 snapshots) fits one page
 MAX_OFFSET = 2**31 - 1
-FILL = "#[0-9a-f]{6}"
+FILL = "#[0-9a-f]{3,8}"  # a colour as the importer stores it: lower case, with its #
 
 Slug = Annotated[str, Path(description="Source slug, e.g. `deepstate` (see GET /sources).")]
 Snapshot = Annotated[
@@ -52,25 +52,31 @@ def _fills(values: list[str] | None) -> list[str] | None:
             fill = value if value.startswith("#") else f"#{value}"
             if not re.fullmatch(FILL, fill):
                 raise InvalidParameter(
-                    "fill", f"'fill' takes colours such as #a52714 (or a52714), not {value!r}."
+                    "fill",
+                    f"'fill' takes hex colours such as a52714 or #a52714 (%23a52714 in a URL), "
+                    f"not {value!r}.",
                 )
             fills.append(fill)
     return fills
 
 
-def _page_links(request: Request, matched: int, offset: int, limit: int) -> list[dict[str, Any]]:
+def _page_links(
+    request: Request, matched: int, offset: int, limit: int, csv: bool
+) -> list[dict[str, Any]]:
+    """``self``, the other format, and ``next``/``prev`` pages in the format asked for."""
     query = f"?{request.url.query}" if request.url.query else ""
     url = URL(base_url(request) + request.url.path + query)
+    paged = CSV_MEDIA_TYPE if csv else JSON_TYPE
     links = [
-        link(str(url.include_query_params(format="json")), "self", "application/json"),
+        link(str(url.include_query_params(format="json")), "self", JSON_TYPE),
         link(str(url.include_query_params(format="csv")), "alternate", CSV_MEDIA_TYPE),
     ]
     if offset + limit < matched:
         nxt = url.include_query_params(offset=offset + limit, limit=limit)
-        links.append(link(str(nxt), "next", "application/json", "Next page"))
+        links.append(link(str(nxt), "next", paged, "Next page"))
     if offset > 0:
         prev = url.include_query_params(offset=max(0, min(offset, matched) - limit), limit=limit)
-        links.append(link(str(prev), "prev", "application/json", "Previous page"))
+        links.append(link(str(prev), "prev", paged, "Previous page"))
     return links
 
 
@@ -115,9 +121,9 @@ def published_areas(
     fill: Annotated[
         list[str] | None,
         Query(
-            description="Only these fill colours (repeatable, or comma-separated), e.g. "
-            "`#a52714`; snapshots without any of them (and without published figures) are "
-            "left out.",
+            description="Only these fill colours (repeatable, or comma-separated), with or "
+            "without the `#` (`a52714`, or `%23a52714` in a URL); snapshots without any of "
+            "them (and so those without published figures) are left out.",
             examples=[["#a52714"]],
         ),
     ] = None,
@@ -141,7 +147,7 @@ def published_areas(
     page, matched = unit.published.page(
         source.slug, start=start, end=end, flagged=flagged, fills=fills, limit=size, offset=offset
     )
-    links = _page_links(request, matched, offset, size)
+    links = _page_links(request, matched, offset, size, csv)
     if csv:
         return _csv(source.slug, page, **_link_header(links))
     return JSON(
