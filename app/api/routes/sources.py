@@ -140,9 +140,9 @@ def published_areas(
     ] = 0,
     csv: WantsCsv = False,
 ) -> Response:
-    source = unit.reference.source(slug)
     start, end = ordered_range(from_, to, required=False, whole_days=True)
     fills = _fills(fill)
+    source = unit.reference.source(slug)
     size = min(limit or DEFAULT_LIMIT, MAX_LIMIT)
     page, matched = unit.published.page(
         source.slug, start=start, end=end, flagged=flagged, fills=fills, limit=size, offset=offset
