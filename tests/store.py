@@ -76,6 +76,11 @@ class Store:
     def published_of(self, source: str) -> list[SnapshotAreas]:
         return self._read("published.of", source)  # type: ignore[no-any-return]
 
+    def save_published(self, *snapshots: SnapshotAreas) -> None:
+        with self.db.write() as unit:
+            for snapshot in snapshots:
+                unit.published.save(snapshot)
+
     def published_snapshots(self, source: str) -> set[str]:
         return self._read("published.snapshots", source)  # type: ignore[no-any-return]
 

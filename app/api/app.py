@@ -21,7 +21,7 @@ from app.api.middleware import (
 from app.api.ogc import openapi
 from app.api.ogc import routes as ogc
 from app.api.ogc import tiles as ogc_tiles
-from app.api.routes import admin, exports, meta, observations, regions
+from app.api.routes import admin, exports, meta, observations, regions, sources
 from app.settings import Settings, get_settings
 from app.storage.database import Database
 
@@ -112,6 +112,7 @@ def create_app(
     app.include_router(ogc.router, dependencies=reads)
     app.include_router(ogc_tiles.router, dependencies=reads)
     app.include_router(regions.router, dependencies=reads)
+    app.include_router(sources.router, dependencies=reads)
     app.include_router(exports.router, dependencies=reads)
     app.include_router(observations.router)
     app.include_router(admin.router)

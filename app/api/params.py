@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 
 from app.domain.errors import InvalidParameter, NotFound, UnknownCode
 from app.domain.model import LEVELS, Status
@@ -242,3 +242,20 @@ def max_age_span(value: str | None) -> dt.timedelta | None:
 def span_days(span: dt.timedelta | None) -> float | None:
     """A span as a number of days, for the ``max_age_days`` members of answers."""
     return None if span is None else span.total_seconds() / 86400
+
+
+def csv_wanted(
+    format: Annotated[
+        Literal["json", "csv"] | None,
+        Query(description="`json` (default) or `csv`; `Accept: text/csv` also gives CSV."),
+    ] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> bool:
+    """Whether the answer is to be tidy CSV: ``format`` when given, else an ``Accept`` header
+    that names text/csv and no JSON type."""
+    if format is not None:
+        return format == "csv"
+    return bool(accept) and "text/csv" in (accept or "") and "json" not in (accept or "")
+
+
+WantsCsv = Annotated[bool, Depends(csv_wanted)]

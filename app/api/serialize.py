@@ -10,6 +10,7 @@ from app.domain.asof import Change, Point, SeriesKey, Spread
 from app.domain.model import Piece, Region, Source
 from app.domain.timeutil import age_days, isoformat
 from app.domain.totals import Total
+from app.storage.published import PublishedArea, SnapshotAreas
 
 ILLUSTRATIVE_NOTICE = (
     "Some features are schematic illustrations (illustrative: true), drawn to match a reported "
@@ -383,3 +384,63 @@ def total_spread_json(ends: tuple[Total, Total] | None, by_account: bool) -> dic
         "low": {**series_label(low.key, by_account), "area_km2": km2(low.best_area_km2)},
         "note": "Over the series' totals; illustrative ones are left out.",
     }
+
+
+NOT_CROSS_CHECKED = (
+    "The source published no area figures for this snapshot; it was imported without the "
+    "cross-check."
+)
+PUBLISHED_CSV_COLUMNS = (
+    "source",
+    "snapshot",
+    "at",
+    "published",
+    "fill",
+    "kind",
+    "published_km2",
+    "published_percent",
+    "measured_km2",
+    "difference_pct",
+    "flagged",
+)
+
+
+def published_area_json(area: PublishedArea) -> dict[str, Any]:
+    return {
+        "fill": area.fill,
+        "kind": area.kind,
+        "published_km2": km2(area.published_km2),
+        "published_percent": area.published_percent,
+        "measured_km2": km2(area.measured_km2),
+        "difference_pct": None if area.difference_pct is None else round(area.difference_pct, 3),
+        "flagged": area.flagged,
+    }
+
+
+def snapshot_areas_json(snapshot: SnapshotAreas) -> dict[str, Any]:
+    """A snapshot's published figures next to those measured here, one entry per fill."""
+    return {
+        "snapshot": snapshot.snapshot,
+        "at": isoformat(snapshot.moment),
+        "published": snapshot.published,
+        "flagged": bool(snapshot.flagged),
+        "note": None if snapshot.published else NOT_CROSS_CHECKED,
+        "areas": [published_area_json(a) for a in snapshot.areas],
+    }
+
+
+def snapshot_areas_csv_rows(snapshot: SnapshotAreas) -> list[list[Any]]:
+    """Tidy rows in the order of :data:`PUBLISHED_CSV_COLUMNS`: one per fill, or one with no
+    fill for a snapshot without published figures."""
+    head = {
+        "source": snapshot.source,
+        "snapshot": snapshot.snapshot,
+        "at": isoformat(snapshot.moment),
+        "published": str(snapshot.published).lower(),
+    }
+    areas = [published_area_json(a) for a in snapshot.areas] or [{}]
+    rows = []
+    for area in areas:
+        values = {**head, **area, "flagged": str(area.get("flagged", False)).lower()}
+        rows.append([values.get(column) for column in PUBLISHED_CSV_COLUMNS])
+    return rows

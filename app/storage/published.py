@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, and_, case, delete, func, select
 
 from app.storage.base import Part
 from app.storage.tables import published_areas
@@ -92,9 +93,53 @@ class PublishedAreas(Part):
         query = select(published_areas).where(published_areas.c.source == source)
         if snapshots is not None:
             query = query.where(published_areas.c.snapshot.in_(list(snapshots)))
-        query = query.order_by(published_areas.c.moment, published_areas.c.fill)
+        return self._grouped(source, query)
+
+    def page(
+        self,
+        source: str,
+        *,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        flagged: bool | None = None,
+        fills: Sequence[str] | None = None,
+        limit: int,
+        offset: int = 0,
+    ) -> tuple[list[SnapshotAreas], int]:
+        """One page of a source's snapshots with their figures, and how many snapshots match:
+        filtered, counted, ordered (moment, snapshot) and paged in the database.
+
+        ``start``/``end`` bound the snapshots' moments (both included). ``fills`` keeps those
+        colours alone, and the snapshots that have one of them (so not those without published
+        figures). ``flagged`` keeps the snapshots with (True) or without (False) a flagged
+        colour among those kept.
+        """
+        t = published_areas
+        rows = [t.c.source == source]
+        if start is not None:
+            rows.append(t.c.moment >= start)
+        if end is not None:
+            rows.append(t.c.moment <= end)
+        if fills is not None:
+            rows.append(t.c.fill.in_(list(fills)))
+        snapshots = select(t.c.moment, t.c.snapshot).where(*rows).group_by(t.c.moment, t.c.snapshot)
+        if flagged is not None:
+            any_flagged = func.max(case((t.c.flagged.is_(True), 1), else_=0))
+            snapshots = snapshots.having(any_flagged == (1 if flagged else 0))
+        counted = select(func.count()).select_from(snapshots.subquery())
+        matched = int(self.c.execute(counted).scalar_one())
+        if offset >= matched:
+            return [], matched
+        keys = snapshots.order_by(t.c.moment, t.c.snapshot).limit(limit).offset(offset).subquery()
+        on_page = and_(t.c.moment == keys.c.moment, t.c.snapshot == keys.c.snapshot)
+        return self._grouped(source, select(t).join(keys, on_page).where(*rows)), matched
+
+    def _grouped(self, source: str, query: Select[Any]) -> list[SnapshotAreas]:
+        """The rows ``query`` selects, one :class:`SnapshotAreas` per snapshot, ordered by
+        moment, snapshot and fill."""
+        t = published_areas
         found: dict[str, SnapshotAreas] = {}
-        for row in self.c.execute(query).mappings():
+        for row in self.c.execute(query.order_by(t.c.moment, t.c.snapshot, t.c.fill)).mappings():
             entry = found.setdefault(
                 row["snapshot"], SnapshotAreas(source, row["snapshot"], row["moment"], ())
             )

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Table, select
 
+from app.domain.errors import NotFound
 from app.domain.model import Party, Source, SourceKind
 from app.storage.base import Part
 from app.storage.dialect import insert_unless_duplicate
@@ -24,6 +25,18 @@ class Reference(Part):
             Source(r.slug, r.name, SourceKind(r.kind), r.account, r.url, r.description)
             for r in rows
         ]
+
+    def source(self, slug: str) -> Source:
+        """One source; NotFound (404, naming the known ones) when there is none."""
+        known = {s.slug: s for s in self.sources()}
+        if slug not in known:
+            raise NotFound(
+                f"There is no source {slug!r}. Known: {', '.join(known) or 'none'}; "
+                "GET /sources describes them.",
+                source=slug,
+                known=list(known),
+            )
+        return known[slug]
 
     def save_party(self, party: Party) -> bool:
         """Insert or update a party; True when anything changed."""

@@ -56,10 +56,7 @@ class PartyIn(BaseModel):
 
 @router.get("/sources/{slug}", summary="One source", dependencies=[Depends(read_access)])
 def get_source(slug: Annotated[str, Path(description="Source slug.")], unit: Unit) -> JSON:
-    for source in unit.reference.sources():
-        if source.slug == slug:
-            return JSON(out.source_json(source))
-    raise NotFound(f"There is no source {slug!r}; GET /sources lists them.")
+    return JSON(out.source_json(unit.reference.source(slug)))
 
 
 @router.get("/parties/{code}", summary="One party", dependencies=[Depends(read_access)])

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from shapely.geometry import MultiPolygon
 
@@ -25,6 +25,7 @@ from app.api.params import (
     Statuses,
     StatusesDefaultControlled,
     To,
+    WantsCsv,
     known_moment,
     max_age_span,
     ordered_range,
@@ -162,12 +163,6 @@ def _by_party(pieces: list[Piece]) -> dict[str | None, list[Piece]]:
     return dict(sorted(found.items(), key=lambda kv: str(kv[0])))
 
 
-def _wants_csv(format_: str | None, accept: str | None) -> bool:
-    if format_ is not None:
-        return format_ == "csv"
-    return bool(accept) and "text/csv" in (accept or "") and "json" not in (accept or "")
-
-
 @dataclass(frozen=True)
 class SeriesQuery:
     """Whose ground, in which region, by which sources: the parameters every series endpoint
@@ -255,20 +250,16 @@ def area(
         Literal["measured", "reported"] | None,
         Query(description="Only `measured` or only `reported` points (default: both)."),
     ] = None,
-    format: Annotated[
-        Literal["json", "csv"] | None,
-        Query(description="`json` (default) or `csv`; `Accept: text/csv` also gives CSV."),
-    ] = None,
-    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+    csv: WantsCsv = False,
 ) -> Response:
     start, end = ordered_range(from_, to, required=False, whole_days=True)
     if q.members is not None:
-        return _country_area(q, unit, start, end, kind, _wants_csv(format, accept))
+        return _country_area(q, unit, start, end, kind, csv)
     series = asof.series(unit.pieces.history(q.region, q.flt, start, end, q.known_at), q.by_account)
     if kind is not None:
         series = {k: [p for p in pts if p.kind.value == kind] for k, pts in series.items()}
         series = {k: pts for k, pts in series.items() if pts}
-    if _wants_csv(format, accept):
+    if csv:
         rows = [
             out.area_csv_row(q.region, key, point) for key, pts in series.items() for point in pts
         ]
