@@ -36,20 +36,16 @@ class Imports(Part):
         ).first()
         if seen is not None:
             return None
-        insert = (
-            import_files.insert()
-            .values(
-                source=source,
-                name=name,
-                sha256=sha256,
-                moment=moment,
-                imported_at=now(),
-                recorded_by=self.recorded_by,
-            )
-            .returning(import_files.c.id)
-        )
-        done = insert_unless_duplicate(self.c, insert)
-        return None if done is None else int(done[0][0])
+        values = {
+            "source": source,
+            "name": name,
+            "sha256": sha256,
+            "moment": moment,
+            "imported_at": now(),
+            "recorded_by": self.recorded_by,
+        }
+        done = insert_unless_duplicate(self.c, import_files, values)
+        return None if done is None else int(done[0])
 
     def finish_file(self, import_file_id: int, summary: dict[str, Any], moment: Any = None) -> None:
         """Store what the import did with the file (and its moment, once read from it)."""
@@ -62,14 +58,14 @@ class Imports(Part):
 
     def confirm(self, observation_id: int, confirmed_at: Any, import_file_id: int | None) -> bool:
         """Record that the same observation was given again at ``confirmed_at``."""
-        insert = confirmations.insert().values(
-            observation_id=observation_id,
-            confirmed_at=confirmed_at,
-            recorded_at=now(),
-            recorded_by=self.recorded_by,
-            import_file_id=import_file_id,
-        )
-        return insert_unless_duplicate(self.c, insert) is not None
+        values = {
+            "observation_id": observation_id,
+            "confirmed_at": confirmed_at,
+            "recorded_at": now(),
+            "recorded_by": self.recorded_by,
+            "import_file_id": import_file_id,
+        }
+        return insert_unless_duplicate(self.c, confirmations, values) is not None
 
     def line_head(
         self, source: str, party: str | None, status: str, basis: str, before: Any

@@ -129,15 +129,14 @@ class Observations(Part):
                 "idempotency_key": idempotency_key,
                 "import_file_id": import_file_id,
             }
-            insert = observations.insert().values(**row).returning(observations.c.id)
-            done = insert_unless_duplicate(self.c, insert)
+            done = insert_unless_duplicate(self.c, observations, row)
             if done is None:
                 existing = self.c.execute(
                     select(observations.c.id).where(observations.c.content_hash == digest)
                 ).scalar_one()
                 results.append(WriteResult(existing, False, self.areas(existing)))
                 continue
-            new_id = int(done[0][0])
+            new_id = int(done[0])
             areas = self.unit.derived.add(new_id, obs, where)
             results.append(WriteResult(new_id, True, areas))
         return results
