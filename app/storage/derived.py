@@ -12,17 +12,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
 from shapely.geometry import MultiPolygon
-from sqlalchemy import bindparam, func, literal, select, union_all
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.sql import Select
 
 from app.domain import asof
 from app.domain.errors import InvalidInput
 from app.domain.model import NewObservation
 from app.domain.pieces import cut
-from app.storage.base import Part, chunks
+from app.storage.base import Part
 from app.storage.dialect import lock_keys
 from app.storage.observations import observation_from_row
 from app.storage.regions import bbox_values
@@ -151,54 +152,57 @@ class Derived(Part):
         lines = sorted(self._touched, key=str)
         lock_keys(self.c, ["|".join(str(part) for part in line) for line in lines])
         changed: list[dict[str, Any]] = []
-        for chunk in chunks(lines, 100):
-            found: dict[Line, list[Any]] = {}
-            query = union_all(*(self._tail(line, self._touched[line]) for line in chunk))
-            for row in self.c.execute(query):
-                found.setdefault(tuple(row[:5]), []).append(row)
-            for rows in found.values():
-                rows.sort(key=lambda r: (r.valid_from, r.observation_id))
-                for row, until in zip(rows, asof.validity_until(rows), strict=True):
-                    if row.valid_until != until:
-                        changed.append({"o": row.observation_id, "r": row.region, "until": until})
+        for line in lines:
+            since = self._touched[line]
+            region, party, status, source, basis = line
+            values = {"region": region, "party": party, "status": status, "source": source}
+            query = _tail(party is None, since is None)
+            rows = self.c.execute(query, {**values, "basis": basis, "since": since}).all()
+            for row, until in zip(rows, asof.validity_until(rows), strict=True):
+                if row.valid_until != until:
+                    changed.append({"o": row.observation_id, "r": region, "until": until})
         if changed:
-            self.c.execute(
-                pieces.update()
-                .where(pieces.c.observation_id == bindparam("o"), pieces.c.region == bindparam("r"))
-                .values(valid_until=bindparam("until")),
-                changed,
-            )
+            self.c.execute(_SET_UNTIL, changed)
         self._touched.clear()
 
-    @staticmethod
-    def _tail(line: Line, since: dt.datetime | None) -> Select[Any]:
-        """The active pieces of ``line`` from the one in force before ``since`` on (a suffix
-        of the line in its order, which holds everything whose interval may have changed);
-        the whole line when ``since`` is None."""
-        region, party, status, source, basis = line
-        same_line = [
-            pieces.c.region == region,
-            pieces.c.party.is_(None) if party is None else pieces.c.party == party,
-            pieces.c.status == status,
-            pieces.c.source == source,
-            pieces.c.basis == basis,
-            pieces.c.active.is_(True),
-        ]
-        query = select(
-            *(pieces.c[name] for name in LINE_COLUMNS),
-            pieces.c.observation_id,
-            pieces.c.valid_from,
-            pieces.c.valid_to,
-            pieces.c.valid_until,
-        ).where(*same_line)
-        if since is None:
-            return query
-        start = literal(since, UTCDateTime())
-        before = (
-            select(pieces.c.valid_from)
-            .where(*same_line, pieces.c.valid_from < start)
-            .order_by(pieces.c.valid_from.desc())
-            .limit(1)
-            .scalar_subquery()
+
+_SET_UNTIL = (
+    pieces.update()
+    .where(pieces.c.observation_id == bindparam("o"), pieces.c.region == bindparam("r"))
+    .values(valid_until=bindparam("until"))
+)
+
+
+@cache
+def _tail(party_is_null: bool, whole: bool) -> Select[Any]:
+    """The active pieces of a line of testimony, in order, from the one in force before
+    ``since`` on (a suffix of the line, which holds every piece whose interval may have
+    changed since then), or all of them (``whole``). Built once: building costs more than
+    running it."""
+    party = pieces.c.party
+    same_line = [
+        pieces.c.region == bindparam("region"),
+        party.is_(None) if party_is_null else party == bindparam("party"),
+        pieces.c.status == bindparam("status"),
+        pieces.c.source == bindparam("source"),
+        pieces.c.basis == bindparam("basis"),
+        pieces.c.active.is_(True),
+    ]
+    query = (
+        select(
+            pieces.c.observation_id, pieces.c.valid_from, pieces.c.valid_to, pieces.c.valid_until
         )
-        return query.where(pieces.c.valid_from >= func.coalesce(before, start))
+        .where(*same_line)
+        .order_by(pieces.c.valid_from, pieces.c.observation_id)
+    )
+    if whole:
+        return query
+    since = bindparam("since", type_=UTCDateTime())
+    before = (
+        select(pieces.c.valid_from)
+        .where(*same_line, pieces.c.valid_from < since)
+        .order_by(pieces.c.valid_from.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return query.where(pieces.c.valid_from >= func.coalesce(before, since))

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -67,13 +68,15 @@ def insert_unless_duplicate(
     On PostgreSQL an INSERT that meets a row another transaction is still writing waits for that
     transaction, then does nothing (it committed) or inserts (it rolled back): the database
     decides."""
-    insert = (postgresql.insert if c.dialect.name == "postgresql" else sqlite.insert)(table)
-    statement = (
-        insert.values(**values)
-        .on_conflict_do_nothing()
-        .returning(*(returning or tuple(table.primary_key.columns)))
-    )
-    return c.execute(statement).first()
+    statement = _insert_or_nothing(c.dialect.name, table, returning or tuple(table.primary_key))
+    return c.execute(statement, values).first()
+
+
+@cache
+def _insert_or_nothing(dialect: str, table: Table, returning: tuple[Any, ...]) -> Any:
+    """Built once per table (building a statement costs more than running it)."""
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return insert.on_conflict_do_nothing().returning(*returning)
 
 
 def for_update(query: Select[Any]) -> Select[Any]:
