@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,6 +169,8 @@ class Importer:
         self._state: dict[Line, LineState] | None = None
         self._dry_unit: UnitOfWork | None = None  # the one unit of a dry run
         self._imported: set[str] = set()  # the ledger's identities when the run began
+        self._ahead: dict[MapFile, Future[Prepared | None]] = {}  # being prepared
+        self._last_raws: dict[Line, list[Any]] = {}  # of the file prepared last
         self._parsed: dict[MapFile, Snapshot] = {}  # parsed by the plan, kept for the import
 
     def _check_references(self) -> Source:
@@ -228,6 +231,8 @@ class Importer:
                         self._dry_unit = None
             else:
                 self._run(files, summary)
+                if summary.files_read:
+                    self.db.after_bulk_write()
         except KeyboardInterrupt:
             summary.interrupted = True
         summary.seconds = time.perf_counter() - started
@@ -252,29 +257,38 @@ class Importer:
             dynamic_ncols=True,
         )
         features = 0
+        pool = ThreadPoolExecutor(1, thread_name_prefix="import-prepare")
         with bar:
-            for done, (moment, file) in enumerate(planned, start=1):
-                try:
-                    result = self._import_file(file, moment)
-                except (DomainError, GEOSException) as e:
-                    summary.files_failed += 1
-                    summary.errors.append(_named(file, e))
-                    if not keep_going:
-                        summary.files_not_reached = len(planned) - done
-                        return
-                    continue
-                finally:
-                    bar.update()
-                if result is None:
-                    summary.files_already_imported += 1
-                    self._state = None  # what is in force now came from another run
-                    continue
-                summary.files_read += 1
-                summary.add(result)
-                self._state = result.state
-                features += result.features
-                elapsed = bar.format_dict["elapsed"] or 1e-9
-                bar.set_postfix_str(f"{features} features, {features / elapsed:.0f} features/s")
+            try:
+                for done, (moment, file) in enumerate(planned, start=1):
+                    # The next file is prepared while this one is written (see _import_file).
+                    for _, upcoming in planned[done - 1 : done + 1]:
+                        if upcoming not in self._ahead:
+                            self._ahead[upcoming] = pool.submit(self._prepare, upcoming)
+                    try:
+                        result = self._import_file(file, moment)
+                    except (DomainError, GEOSException) as e:
+                        summary.files_failed += 1
+                        summary.errors.append(_named(file, e))
+                        if not keep_going:
+                            summary.files_not_reached = len(planned) - done
+                            return
+                        continue
+                    finally:
+                        bar.update()
+                    if result is None:
+                        summary.files_already_imported += 1
+                        self._state = None  # what is in force now came from another run
+                        continue
+                    summary.files_read += 1
+                    summary.add(result)
+                    self._state = result.state
+                    features += result.features
+                    elapsed = bar.format_dict["elapsed"] or 1e-9
+                    bar.set_postfix_str(f"{features} features, {features / elapsed:.0f} features/s")
+            finally:
+                pool.shutdown(cancel_futures=True)
+                self._ahead.clear()
 
     def _plan(self, files: list[MapFile], summary: ImportSummary) -> list[tuple[Any, MapFile]]:
         """The files in moment order. A moment that is not in the file name is read from the
@@ -373,11 +387,11 @@ class Importer:
         moment = self._moment(file, snapshot)
         classified = classify(snapshot.features, self.o.rules)
         raws = {line: raw_drawing(classified.features(line)) for line in classified.lines}
-        warm = self._state or {}
+        last, self._last_raws = self._last_raws, raws
         unions = {
             line: self._union(file, classified, line)
             for line in classified.lines
-            if line not in warm or warm[line].raw != raws[line]
+            if last.get(line) != raws[line]
         }
         return Prepared(file, sha256, identity, snapshot, moment, classified, raws, unions)
 
@@ -386,8 +400,12 @@ class Importer:
 
     def _import_file(self, file: MapFile, planned: dt.datetime | None) -> FileResult | None:
         """Import one file in one transaction; None when it was imported before. The work that
-        needs no database is done first, outside the transaction (which holds the write lock)."""
-        prepared = self._prepare(file)
+        needs no database is done outside the transaction (which holds the write lock): by the
+        run, in a thread of its own, while the file before is being written (the unions it
+        builds are those of the lines drawn differently from the file it prepared before; the
+        transaction builds any other it needs), or here."""
+        ahead = self._ahead.pop(file, None)
+        prepared = self._prepare(file) if ahead is None else ahead.result()
         if prepared is None:
             return None
         with self._transaction() as w:
