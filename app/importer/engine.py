@@ -241,11 +241,12 @@ class Importer:
     def _run(self, files: list[MapFile], summary: ImportSummary) -> None:
         keep_going = self.o.keep_going or self.o.dry_run
         planned = self._plan(files, summary)
-        with self.db.read() as unit:
-            self._imported = unit.imports.identities(self.o.source)
         if summary.errors and not keep_going:
             summary.files_not_reached = len(planned)
+            self._parsed.clear()
             return
+        with self.db.read() as unit:
+            self._imported = unit.imports.identities(self.o.source)
         from tqdm import tqdm
 
         bar = tqdm(
@@ -289,6 +290,7 @@ class Importer:
             finally:
                 pool.shutdown(cancel_futures=True)
                 self._ahead.clear()
+                self._parsed.clear()
 
     def _plan(self, files: list[MapFile], summary: ImportSummary) -> list[tuple[Any, MapFile]]:
         """The files in moment order. A moment that is not in the file name is read from the
