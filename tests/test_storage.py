@@ -18,7 +18,7 @@ from app.domain.model import Basis, NewObservation, Party, Source, SourceKind, S
 from app.seed import load_regions, seed
 from app.storage.database import upgrade
 from app.storage.pieces import PieceFilter
-from app.storage.tables import observations, region_boundaries
+from app.storage.tables import observations, pieces, region_boundaries
 from app.storage.types import Geometry, UTCDateTime
 from tests.conftest import BACKENDS, DATA_DIR, _new_engine, _require_backend
 from tests.store import Store
@@ -108,6 +108,61 @@ def test_out_of_order_writes_recompute_intervals(repo: Store) -> None:
     assert older.valid_until == day("2025-02-01")
     [newer] = repo.in_force("kursk", day("2025-03-01"), PieceFilter())
     assert newer.area_km2 == pytest.approx(geo.geodesic_area_km2(SUDZHA_BOX))
+
+
+def _intervals(repo: Store) -> list[tuple[int, str, object, bool]]:
+    with repo.engine.connect() as c:
+        rows = c.execute(
+            select(pieces.c.observation_id, pieces.c.region, pieces.c.valid_until, pieces.c.active)
+        ).all()
+    return _active_intervals(rows)
+
+
+def _active_intervals(rows: Any) -> list[tuple[int, str, object, bool]]:
+    """(observation, region, valid_until, active); an inactive piece keeps the interval it
+    had when it was taken out, which no answer uses (a rebuild leaves it open)."""
+    return sorted(
+        (r.observation_id, r.region, r.valid_until if r.active else None, bool(r.active))
+        for r in rows
+    )
+
+
+def test_intervals_kept_in_step_equal_those_recomputed_from_scratch(repo: Store) -> None:
+    """Each write mends only the part of a line it changed (a new head ends the one before
+    it; a back-dated record, a tie, a correction or a retraction reaches further): what is
+    stored is what a rebuild recomputes from every record of every line."""
+    shapes = [SUDZHA_BOX, box(35.3, 51.15, 35.4, 51.25), ACROSS_BORDER]
+    days = ["2025-01-10", "2025-01-20", "2025-01-05", "2025-01-20", "2025-02-01", "2025-01-15"]
+    ids = []
+    for n, valid_from in enumerate(days):
+        until = {"valid_to": day("2025-01-18")} if n == 5 else {}
+        [written] = repo.add_observations(
+            [obs(valid_from, shapes[n % 3], note=f"write {n}", **until)]
+        )
+        ids.append(written.observation_id)
+        assert _intervals(repo) == _stored_after_rebuild(repo), f"after write {n}"
+    with repo.writer() as unit:
+        unit.revisions.correct(ids[1], obs("2025-01-12", shapes[0], note="corrected"))
+    assert _intervals(repo) == _stored_after_rebuild(repo)
+    with repo.writer() as unit:
+        unit.revisions.retract(ids[3], "mistaken")
+        unit.observations.add(
+            [obs("2025-01-25", shapes[1], note="same unit"), obs("2025-01-01", shapes[2])]
+        )
+    assert _intervals(repo) == _stored_after_rebuild(repo)
+    [older, *_] = repo.history("kursk", PieceFilter())
+    assert older.valid_until == day("2025-01-05")
+
+
+def _stored_after_rebuild(repo: Store) -> list[tuple[int, str, object, bool]]:
+    """The intervals a rebuild gives, the stored ones left as they were (rolled back)."""
+    with repo.db.write(dry_run=True) as unit:
+        unit.derived.rebuild()
+        unit.derived.flush()
+        rows = unit.c.execute(
+            select(pieces.c.observation_id, pieces.c.region, pieces.c.valid_until, pieces.c.active)
+        ).all()
+    return _active_intervals(rows)
 
 
 def test_a_bad_batch_writes_nothing(repo: Store) -> None:

@@ -383,7 +383,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, BaseGeometry):
-        return shapely.to_wkb(value, hex=True)
+        return bytes(shapely.to_wkb(value)).hex().upper()  # as hex=True gives, but faster
     if isinstance(value, StrEnum):
         return str(value)
     return value

@@ -33,13 +33,13 @@ def cut(obs: NewObservation, boundaries: dict[str, MultiPolygon], where: str) ->
     a measured area of 0 (how an import records ground a source no longer shows). A polygon that
     touches no region, and has no reported region, is refused, naming ``where``.
     """
-    clipped: dict[str, MultiPolygon] = {}
+    clipped: dict[str, tuple[MultiPolygon, float]] = {}
     drawn_empty = obs.geometry is not None and obs.geometry.is_empty
     if obs.geometry is not None and not drawn_empty:
         for slug, boundary in boundaries.items():
-            part = geo.clip(obs.geometry, boundary)
-            if part is not None:
-                clipped[slug] = part
+            found = geo.clip_measured(obs.geometry, boundary)
+            if found is not None:
+                clipped[slug] = found
         if not clipped and obs.reported_region is None:
             bounds = tuple(round(b, 4) for b in obs.geometry.bounds)
             raise InvalidInput(
@@ -51,10 +51,7 @@ def cut(obs: NewObservation, boundaries: dict[str, MultiPolygon], where: str) ->
     for slug in slugs:
         if slug not in boundaries:
             continue
-        part = clipped.get(slug)
-        measured = (
-            geo.geodesic_area_km2(part) if part is not None else (0.0 if drawn_empty else None)
-        )
+        part, measured = clipped.get(slug, (None, 0.0 if drawn_empty else None))
         reported = obs.reported_area_km2 if slug == obs.reported_region else None
         cuts.append(Cut(slug, part, measured, reported))
     return cuts

@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +40,12 @@ from app.domain.timeutil import isoformat
 from app.importer import moments
 from app.importer.reading import FileError, MapFile, Snapshot, discover, read_snapshot
 from app.importer.rules import Rules, normalise
-from app.importer.snapshot import Line, classify, raw_drawing, scoped_union
+from app.importer.snapshot import Classified, Line, Union, classify, raw_drawing, scoped_union
 from app.storage.database import Database
 from app.storage.unit import UnitOfWork
 
 TIME_FROM = ("auto", "property", "wrapper", "filename")
+PLAN_KEEPS_BYTES = 32_000_000  # maps parsed by the plan and kept for the import (see _plan)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,22 @@ class LineState:
     observation_id: int
     regions: frozenset[str]
     repaired: int
+
+
+@dataclass
+class Prepared:
+    """One file's work that needs no database, done before its transaction opens: the map
+    parsed and classified, and the unions of the lines drawn differently from the run's
+    previous file (the transaction builds any other it turns out to need)."""
+
+    file: MapFile
+    sha256: str
+    identity: str  # what the import ledger knows the file by (see Importer._identity)
+    snapshot: Snapshot
+    moment: dt.datetime
+    classified: Classified
+    raws: dict[Line, list[Any]]
+    unions: dict[Line, Union]
 
 
 @dataclass
@@ -150,6 +168,10 @@ class Importer:
         self.countries = self._countries()
         self._state: dict[Line, LineState] | None = None
         self._dry_unit: UnitOfWork | None = None  # the one unit of a dry run
+        self._imported: set[str] = set()  # the ledger's identities when the run began
+        self._ahead: dict[MapFile, Future[Prepared | None]] = {}  # being prepared
+        self._last_raws: dict[Line, list[Any]] = {}  # of the file prepared last
+        self._parsed: dict[MapFile, Snapshot] = {}  # parsed by the plan, kept for the import
 
     def _check_references(self) -> Source:
         with self.db.read() as unit:
@@ -209,6 +231,8 @@ class Importer:
                         self._dry_unit = None
             else:
                 self._run(files, summary)
+                if summary.files_read:
+                    self.db.after_bulk_write()
         except KeyboardInterrupt:
             summary.interrupted = True
         summary.seconds = time.perf_counter() - started
@@ -219,7 +243,10 @@ class Importer:
         planned = self._plan(files, summary)
         if summary.errors and not keep_going:
             summary.files_not_reached = len(planned)
+            self._parsed.clear()
             return
+        with self.db.read() as unit:
+            self._imported = unit.imports.identities(self.o.source)
         from tqdm import tqdm
 
         bar = tqdm(
@@ -231,40 +258,58 @@ class Importer:
             dynamic_ncols=True,
         )
         features = 0
+        pool = ThreadPoolExecutor(1, thread_name_prefix="import-prepare")
         with bar:
-            for done, (moment, file) in enumerate(planned, start=1):
-                try:
-                    result = self._import_file(file, moment)
-                except (DomainError, GEOSException) as e:
-                    summary.files_failed += 1
-                    summary.errors.append(_named(file, e))
-                    if not keep_going:
-                        summary.files_not_reached = len(planned) - done
-                        return
-                    continue
-                finally:
-                    bar.update()
-                if result is None:
-                    summary.files_already_imported += 1
-                    self._state = None  # what is in force now came from another run
-                    continue
-                summary.files_read += 1
-                summary.add(result)
-                self._state = result.state
-                features += result.features
-                elapsed = bar.format_dict["elapsed"] or 1e-9
-                bar.set_postfix_str(f"{features} features, {features / elapsed:.0f} features/s")
+            try:
+                for done, (moment, file) in enumerate(planned, start=1):
+                    # The next file is prepared while this one is written (see _import_file).
+                    for _, upcoming in planned[done - 1 : done + 1]:
+                        if upcoming not in self._ahead:
+                            self._ahead[upcoming] = pool.submit(self._prepare, upcoming)
+                    try:
+                        result = self._import_file(file, moment)
+                    except (DomainError, GEOSException) as e:
+                        summary.files_failed += 1
+                        summary.errors.append(_named(file, e))
+                        if not keep_going:
+                            summary.files_not_reached = len(planned) - done
+                            return
+                        continue
+                    finally:
+                        bar.update()
+                    if result is None:
+                        summary.files_already_imported += 1
+                        self._state = None  # what is in force now came from another run
+                        continue
+                    summary.files_read += 1
+                    summary.add(result)
+                    self._state = result.state
+                    features += result.features
+                    elapsed = bar.format_dict["elapsed"] or 1e-9
+                    bar.set_postfix_str(f"{features} features, {features / elapsed:.0f} features/s")
+            finally:
+                pool.shutdown(cancel_futures=True)
+                self._ahead.clear()
+                self._parsed.clear()
 
     def _plan(self, files: list[MapFile], summary: ImportSummary) -> list[tuple[Any, MapFile]]:
         """The files in moment order. A moment that is not in the file name is read from the
-        file's content (which costs a parse); a file without any is an error naming it."""
+        file's content (which costs a parse); a file without any is an error naming it. The
+        parsed maps are kept for the import, up to PLAN_KEEPS_BYTES of files (beyond that, to
+        keep the memory of a long run flat, a file is parsed again when its turn comes)."""
         planned: list[tuple[Any, MapFile]] = []
+        kept = 0
         for file in files:
             moment = self._name_moment(file)
             if moment is None and len(files) > 1:
                 try:
                     data, _ = file.read()
-                    moment = self._moment(file, read_snapshot(file, data))
+                    snapshot = read_snapshot(file, data)
+                    moment = self._moment(file, snapshot)
+                    size = len(data) if data is not None else file.path.stat().st_size
+                    if kept + size <= PLAN_KEEPS_BYTES:
+                        self._parsed[file] = snapshot
+                        kept += size
                 except DomainError as e:
                     summary.files_failed += 1
                     summary.errors.append(_named(file, e))
@@ -324,34 +369,61 @@ class Importer:
             yield self._dry_unit
             self._dry_unit.derived.flush()
 
-    def _import_file(self, file: MapFile, planned: dt.datetime | None) -> FileResult | None:
-        """Import one file in one transaction; None when it was imported before.
-
-        A file is known by its bytes and, when its name gives its moment, that moment: an
-        unchanged map saved again under the next day's name is that day's map, not a copy.
-        """
-        data, sha256 = file.read()
-        identity = sha256
+    def _identity(self, file: MapFile, sha256: str) -> str:
+        """A file is known by its bytes and, when its name gives its moment, that moment: an
+        unchanged map saved again under the next day's name is that day's map, not a copy."""
         by_name = self._name_moment(file)
-        if by_name is not None:
-            identity = hashlib.sha256(f"{sha256}@{by_name.isoformat()}".encode()).hexdigest()
+        if by_name is None:
+            return sha256
+        return hashlib.sha256(f"{sha256}@{by_name.isoformat()}".encode()).hexdigest()
+
+    def _prepare(self, file: MapFile) -> Prepared | None:
+        """The file's work that needs no database (see :class:`Prepared`); None when the
+        ledger had it when the run began."""
+        data, sha256 = file.read()
+        identity = self._identity(file, sha256)
+        if identity in self._imported:
+            self._parsed.pop(file, None)
+            return None
+        snapshot = self._parsed.pop(file, None) or read_snapshot(file, data)
+        moment = self._moment(file, snapshot)
+        classified = classify(snapshot.features, self.o.rules)
+        raws = {line: raw_drawing(classified.features(line)) for line in classified.lines}
+        last, self._last_raws = self._last_raws, raws
+        unions = {
+            line: self._union(file, classified, line)
+            for line in classified.lines
+            if last.get(line) != raws[line]
+        }
+        return Prepared(file, sha256, identity, snapshot, moment, classified, raws, unions)
+
+    def _union(self, file: MapFile, classified: Classified, line: Line) -> Union:
+        return scoped_union(file.name, classified.lines[line], self.o.strict, self.countries)
+
+    def _import_file(self, file: MapFile, planned: dt.datetime | None) -> FileResult | None:
+        """Import one file in one transaction; None when it was imported before. The work that
+        needs no database is done outside the transaction (which holds the write lock): by the
+        run, in a thread of its own, while the file before is being written (the unions it
+        builds are those of the lines drawn differently from the file it prepared before; the
+        transaction builds any other it needs), or here."""
+        ahead = self._ahead.pop(file, None)
+        prepared = self._prepare(file) if ahead is None else ahead.result()
+        if prepared is None:
+            return None
         with self._transaction() as w:
-            file_id = w.imports.begin_file(self.o.source, file.name, identity, planned)
+            file_id = w.imports.begin_file(self.o.source, file.name, prepared.identity, planned)
             if file_id is None:
                 return None
-            snapshot = read_snapshot(file, data)
-            moment = self._moment(file, snapshot)
-            result = self._write(w, file_id, file, snapshot, moment)
-            w.imports.finish_file(file_id, {**result.as_dict(moment), "sha256": sha256}, moment)
+            result = self._write(w, file_id, prepared)
+            summary = {**result.as_dict(prepared.moment), "sha256": prepared.sha256}
+            w.imports.finish_file(file_id, summary, prepared.moment)
         return result
 
     # --- one map ------------------------------------------------------------------------------
 
-    def _write(
-        self, w: UnitOfWork, file_id: int, file: MapFile, snapshot: Snapshot, moment: dt.datetime
-    ) -> FileResult:
-        classified = classify(snapshot.features, self.o.rules)
-        raws = {line: raw_drawing(classified.features(line)) for line in classified.lines}
+    def _write(self, w: UnitOfWork, file_id: int, prepared: Prepared) -> FileResult:
+        file, snapshot, moment = prepared.file, prepared.snapshot, prepared.moment
+        classified, raws = prepared.classified, prepared.raws
         warm = self._state or {}
         unchanged = self._state is not None and {line: s.raw for line, s in warm.items()} == raws
         # Not needed when every (party, status) is drawn exactly as in the previous file.
@@ -366,7 +438,7 @@ class Importer:
             in_force,
             FileResult(features=len(snapshot.features), skipped=classified.skipped),
         )
-        for line, groups in classified.lines.items():
+        for line in classified.lines:
             features = classified.features(line)
             known = warm.get(line)
             if known is not None and known.raw == raws[line]:
@@ -374,7 +446,7 @@ class Importer:
                 m.result.repaired += known.repaired
                 m.result.state[line] = known
                 continue
-            drawn = scoped_union(file.name, groups, self.o.strict, self.countries)
+            drawn = prepared.unions.get(line) or self._union(file, classified, line)
             m.result.repaired += drawn.repaired
             m.result.skipped.update(drawn.outside_scope)
             if drawn.unreadable:

@@ -21,9 +21,12 @@ from sqlalchemy.engine import make_url
 
 from app.settings import PROJECT_ROOT
 from app.storage import dialect
+from app.storage.tables import confirmations, data_version, import_files, observations, pieces
 from app.storage.unit import UnitOfWork
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+# What an import writes, file after file (see Database.after_bulk_write).
+BULK_WRITTEN = (observations, pieces, confirmations, import_files, data_version)
 
 
 class UnsupportedDatabase(ValueError):
@@ -130,6 +133,20 @@ class Database:
                 transaction.commit()
                 for listener in self._on_commit:
                     listener()
+
+    def after_bulk_write(self) -> None:
+        """After many write units (an import): PostgreSQL vacuums and analyses the tables they
+        wrote, so that the rows of the pieces they ended leave no dead tuples and the planner's
+        estimates follow the new data; SQLite runs ``PRAGMA optimize``. Neither blocks readers
+        or writers."""
+        if self.dialect == "postgresql":
+            tables = ", ".join(t.name for t in BULK_WRITTEN)
+            with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                c.exec_driver_sql(f"VACUUM (ANALYZE) {tables}")
+            return
+        with self._engine.connect() as c:
+            c.exec_driver_sql("PRAGMA optimize")
+            c.commit()
 
     def upgrade(self, revision: str = "head") -> None:
         upgrade(self._engine, revision)

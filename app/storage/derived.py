@@ -9,23 +9,31 @@ observations (``frontline rebuild``, a new region boundary).
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
 from shapely.geometry import MultiPolygon
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.sql import Select
 
 from app.domain import asof
 from app.domain.errors import InvalidInput
 from app.domain.model import NewObservation
 from app.domain.pieces import cut
 from app.storage.base import Part
-from app.storage.dialect import lock_key
+from app.storage.dialect import lock_keys
 from app.storage.observations import observation_from_row
 from app.storage.regions import bbox_values
 from app.storage.tables import observations, pieces
+from app.storage.types import UTCDateTime
 
 Line = tuple[str, str | None, str, str, str]  # (region, party, status, source, basis)
+
+
+LINE_COLUMNS = ("region", "party", "status", "source", "basis")
 
 
 def _line(row: Any) -> Line:
@@ -64,22 +72,38 @@ def piece_rows(
 class Derived(Part):
     def __init__(self, unit: Any) -> None:
         super().__init__(unit)
-        self._touched: set[Line] = set()
+        # Per line of testimony touched in this unit, where it changed first: the earliest
+        # valid_from of a piece added or taken out, or None to recompute the whole line.
+        self._touched: dict[Line, dt.datetime | None] = {}
+
+    def _touch(self, rows: Iterable[Any], whole: bool = False) -> None:
+        for row in rows:
+            line = _line(row)
+            at = None if whole else row["valid_from"]
+            if line in self._touched:
+                known = self._touched[line]
+                at = None if known is None or at is None else min(known, at)
+            self._touched[line] = at
 
     def add(self, observation_id: int, obs: NewObservation, where: str) -> dict[str, float]:
-        """Store the pieces of a new observation; its measured area per region."""
+        """Store the pieces of a new observation; its measured area per region. Each piece is
+        stored open until its own ``valid_to``: right when it is the newest of its line (an
+        import's next map); :meth:`flush` ends the one it follows, and mends the line if it
+        landed in the middle (a back-dated record)."""
         rows = piece_rows(observation_id, obs, self.unit.regions.boundaries, where)
         if rows:
             self.c.execute(pieces.insert(), rows)
-        self._touched.update(_line(r) for r in rows)
+        self._touch(rows)
         return {r["region"]: r["area_km2"] for r in rows if r["area_km2"] is not None}
 
     def deactivate(self, observation_id: int) -> None:
         """Take a corrected or retracted record's pieces out of the default views."""
         rows = self.c.execute(
-            select(pieces).where(pieces.c.observation_id == observation_id)
+            select(*(pieces.c[name] for name in (*LINE_COLUMNS, "valid_from"))).where(
+                pieces.c.observation_id == observation_id
+            )
         ).mappings()
-        self._touched.update(_line(r) for r in rows)
+        self._touch(rows)
         self.c.execute(
             pieces.update().where(pieces.c.observation_id == observation_id).values(active=False)
         )
@@ -112,43 +136,73 @@ class Derived(Part):
             if new:
                 self.c.execute(pieces.insert(), new)
                 count += len(new)
-                self._touched.update(_line(r) for r in new)
+                self._touch(new, whole=True)
         return count
 
     def flush(self) -> None:
-        """Bring the validity intervals of every line of testimony touched so far up to date."""
-        for line in sorted(self._touched, key=str):
-            self._refresh_intervals(line)
+        """Bring the validity intervals of every line of testimony touched so far up to date.
+
+        Two transactions writing to the same line must not each compute its intervals without
+        the other's row: the lines are locked first (the second writer waits here for the first
+        to commit, then, READ COMMITTED, sees its rows), all in one order, so no two writers
+        wait on each other. Only the part of a line from the piece before its first change on
+        is read: for a piece added at the head of its line, that piece and the one it ends."""
+        if not self._touched:
+            return
+        lines = sorted(self._touched, key=str)
+        lock_keys(self.c, ["|".join(str(part) for part in line) for line in lines])
+        changed: list[dict[str, Any]] = []
+        for line in lines:
+            since = self._touched[line]
+            region, party, status, source, basis = line
+            values = {"region": region, "party": party, "status": status, "source": source}
+            query = _tail(party is None, since is None)
+            rows = self.c.execute(query, {**values, "basis": basis, "since": since}).all()
+            for row, until in zip(rows, asof.validity_until(rows), strict=True):
+                if row.valid_until != until:
+                    changed.append({"o": row.observation_id, "r": region, "until": until})
+        if changed:
+            self.c.execute(_SET_UNTIL, changed)
         self._touched.clear()
 
-    def _refresh_intervals(self, line: Line) -> None:
-        # Two transactions writing to the same line of testimony must not each compute the
-        # intervals without the other's row: the second waits here for the first to commit,
-        # then (READ COMMITTED) sees it. Lines are locked in one order, so no two wait on each
-        # other.
-        lock_key(self.c, "|".join(str(part) for part in line))
-        region, party, status, source, basis = line
-        rows = self.c.execute(
-            select(
-                pieces.c.observation_id,
-                pieces.c.valid_from,
-                pieces.c.valid_to,
-                pieces.c.valid_until,
-            )
-            .where(
-                pieces.c.region == region,
-                pieces.c.party.is_(None) if party is None else pieces.c.party == party,
-                pieces.c.status == status,
-                pieces.c.source == source,
-                pieces.c.basis == basis,
-                pieces.c.active.is_(True),
-            )
-            .order_by(pieces.c.valid_from, pieces.c.observation_id)
-        ).all()
-        for row, until in zip(rows, asof.validity_until(rows), strict=True):
-            if row.valid_until != until:
-                self.c.execute(
-                    pieces.update()
-                    .where(pieces.c.observation_id == row.observation_id, pieces.c.region == region)
-                    .values(valid_until=until)
-                )
+
+_SET_UNTIL = (
+    pieces.update()
+    .where(pieces.c.observation_id == bindparam("o"), pieces.c.region == bindparam("r"))
+    .values(valid_until=bindparam("until"))
+)
+
+
+@cache
+def _tail(party_is_null: bool, whole: bool) -> Select[Any]:
+    """The active pieces of a line of testimony, in order, from the one in force before
+    ``since`` on (a suffix of the line, which holds every piece whose interval may have
+    changed since then), or all of them (``whole``). Built once: building costs more than
+    running it."""
+    party = pieces.c.party
+    same_line = [
+        pieces.c.region == bindparam("region"),
+        party.is_(None) if party_is_null else party == bindparam("party"),
+        pieces.c.status == bindparam("status"),
+        pieces.c.source == bindparam("source"),
+        pieces.c.basis == bindparam("basis"),
+        pieces.c.active.is_(True),
+    ]
+    query = (
+        select(
+            pieces.c.observation_id, pieces.c.valid_from, pieces.c.valid_to, pieces.c.valid_until
+        )
+        .where(*same_line)
+        .order_by(pieces.c.valid_from, pieces.c.observation_id)
+    )
+    if whole:
+        return query
+    since = bindparam("since", type_=UTCDateTime())
+    before = (
+        select(pieces.c.valid_from)
+        .where(*same_line, pieces.c.valid_from < since)
+        .order_by(pieces.c.valid_from.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return query.where(pieces.c.valid_from >= func.coalesce(before, since))

@@ -16,11 +16,23 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Engine, Row, case, cast, event, func, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql import ColumnElement, Executable, Select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Row,
+    Table,
+    case,
+    cast,
+    event,
+    func,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import ColumnElement, Select
 
 WRITE = "frontline_write"  # execution option of a connection that begins a write transaction
 
@@ -45,19 +57,26 @@ def configure(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def insert_unless_duplicate(c: Connection, statement: Executable) -> list[Row[Any]] | None:
-    """Run an INSERT inside the current transaction: the rows it returns (``RETURNING``; an
-    empty list without), or None when it breaks a unique constraint (e.g. a concurrent writer
-    got there first), leaving the transaction usable.
+def insert_unless_duplicate(
+    c: Connection, table: Table, values: dict[str, Any], *returning: ColumnElement[Any]
+) -> Row[Any] | None:
+    """INSERT one row unless it breaks a unique constraint (e.g. a concurrent writer got there
+    first): the row it returns (``returning``, by default the primary key), or None for a
+    duplicate, the transaction going on. One statement, ``ON CONFLICT DO NOTHING RETURNING`` on
+    both databases (no savepoint, no error to recover from).
 
     On PostgreSQL an INSERT that meets a row another transaction is still writing waits for that
-    transaction, then fails (it committed) or succeeds (it rolled back): the database decides."""
-    try:
-        with c.begin_nested():  # the rows are read before SQLite may release the savepoint
-            result = c.execute(statement)
-            return list(result.all()) if result.returns_rows else []
-    except IntegrityError:
-        return None
+    transaction, then does nothing (it committed) or inserts (it rolled back): the database
+    decides."""
+    statement = _insert_or_nothing(c.dialect.name, table, returning or tuple(table.primary_key))
+    return c.execute(statement, values).first()
+
+
+@cache
+def _insert_or_nothing(dialect: str, table: Table, returning: tuple[Any, ...]) -> Any:
+    """Built once per table (building a statement costs more than running it)."""
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return insert.on_conflict_do_nothing().returning(*returning)
 
 
 def for_update(query: Select[Any]) -> Select[Any]:
@@ -66,11 +85,20 @@ def for_update(query: Select[Any]) -> Select[Any]:
     return query.with_for_update()
 
 
-def lock_key(c: Connection, key: str) -> None:
-    """Hold a lock named ``key`` until the transaction ends: writers of the same key wait for
-    each other (PostgreSQL advisory lock; SQLite serialises writers by itself)."""
-    if c.dialect.name == "postgresql":
-        c.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+def lock_keys(c: Connection, keys: list[str]) -> None:
+    """Hold a lock named by each of ``keys`` until the transaction ends: writers of the same key
+    wait for each other (PostgreSQL advisory locks, taken in one statement and in the order of
+    their hashes, so that two writers never wait on each other; SQLite serialises writers by
+    itself)."""
+    if c.dialect.name == "postgresql" and keys:
+        c.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(h)) FROM"
+                " (SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k"
+                " ORDER BY h) AS ordered"
+            ),
+            {"keys": keys},
+        )
 
 
 def as_datetime(value: Any) -> dt.datetime | None:

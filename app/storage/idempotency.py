@@ -36,15 +36,15 @@ class Idempotency(Part):
     def claim(self, token: str, key: str, request_hash: str) -> Answer | None:
         """Claim ``key`` for this write; the earlier answer when the key was used before with
         the same request, a Conflict when it was used for a different one."""
-        insert = idempotency_keys.insert().values(
-            token=token,
-            key=key,
-            request_hash=request_hash,
-            status=PENDING,
-            response="null",
-            created_at=now(),
-        )
-        if insert_unless_duplicate(self.c, insert) is not None:
+        values = {
+            "token": token,
+            "key": key,
+            "request_hash": request_hash,
+            "status": PENDING,
+            "response": "null",
+            "created_at": now(),
+        }
+        if insert_unless_duplicate(self.c, idempotency_keys, values) is not None:
             return None
         row = self.c.execute(
             select(

@@ -6,14 +6,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
+from sqlalchemy.sql import Select
 
 from app.domain.timeutil import now
 from app.storage.base import Part
 from app.storage.dialect import insert_unless_duplicate
-from app.storage.tables import confirmations, import_files, observations, pieces
+from app.storage.tables import confirmations, import_files, observations, pieces, regions
 
 
 @dataclass(frozen=True)
@@ -36,20 +38,21 @@ class Imports(Part):
         ).first()
         if seen is not None:
             return None
-        insert = (
-            import_files.insert()
-            .values(
-                source=source,
-                name=name,
-                sha256=sha256,
-                moment=moment,
-                imported_at=now(),
-                recorded_by=self.recorded_by,
-            )
-            .returning(import_files.c.id)
-        )
-        done = insert_unless_duplicate(self.c, insert)
-        return None if done is None else int(done[0][0])
+        values = {
+            "source": source,
+            "name": name,
+            "sha256": sha256,
+            "moment": moment,
+            "imported_at": now(),
+            "recorded_by": self.recorded_by,
+        }
+        done = insert_unless_duplicate(self.c, import_files, values)
+        return None if done is None else int(done[0])
+
+    def identities(self, source: str) -> set[str]:
+        """What the ledger knows each file this source imported by (see ``begin_file``)."""
+        query = select(import_files.c.sha256).where(import_files.c.source == source)
+        return set(self.c.execute(query).scalars())
 
     def finish_file(self, import_file_id: int, summary: dict[str, Any], moment: Any = None) -> None:
         """Store what the import did with the file (and its moment, once read from it)."""
@@ -62,65 +65,77 @@ class Imports(Part):
 
     def confirm(self, observation_id: int, confirmed_at: Any, import_file_id: int | None) -> bool:
         """Record that the same observation was given again at ``confirmed_at``."""
-        insert = confirmations.insert().values(
-            observation_id=observation_id,
-            confirmed_at=confirmed_at,
-            recorded_at=now(),
-            recorded_by=self.recorded_by,
-            import_file_id=import_file_id,
-        )
-        return insert_unless_duplicate(self.c, insert) is not None
+        values = {
+            "observation_id": observation_id,
+            "confirmed_at": confirmed_at,
+            "recorded_at": now(),
+            "recorded_by": self.recorded_by,
+            "import_file_id": import_file_id,
+        }
+        return insert_unless_duplicate(self.c, confirmations, values) is not None
 
     def line_head(
         self, source: str, party: str | None, status: str, basis: str, before: Any
     ) -> LineHead | None:
         """The current observation of a line of testimony with ``valid_from <= before`` that
         draws some ground (records of ground ended, with an empty drawing, are not heads)."""
-        newer = observations.alias("newer")
-        query = (
-            select(observations.c.id, observations.c.valid_from, observations.c.geometry_hash)
-            .where(
-                observations.c.source == source,
-                observations.c.party.is_(None) if party is None else observations.c.party == party,
-                observations.c.status == status,
-                observations.c.basis == basis,
-                observations.c.valid_from <= before,
-                observations.c.min_lon.is_not(None),  # no bbox: no geometry or an empty one
-                observations.c.retracted_at.is_(None),
-                ~select(newer.c.id).where(newer.c.supersedes == observations.c.id).exists(),
-            )
-            .order_by(observations.c.valid_from.desc(), observations.c.id.desc())
-            .limit(1)
-        )
-        row = self.c.execute(query).first()
+        values = {"source": source, "party": party, "status": status, "basis": basis}
+        row = self.c.execute(_line_head(party is None), {**values, "before": before}).first()
         return None if row is None else LineHead(row.id, row.valid_from, row.geometry_hash)
 
     def regions_of(self, observation_id: int) -> list[str]:
         """The regions in which an observation has a piece with ground in it."""
-        return list(
-            self.c.execute(
-                select(pieces.c.region).where(
-                    pieces.c.observation_id == observation_id, pieces.c.area_km2 > 0
-                )
-            ).scalars()
-        )
+        return list(self.c.execute(_REGIONS_OF, {"observation_id": observation_id}).scalars())
 
     def ground_in_force(
         self, source: str, basis: str, at: Any
     ) -> dict[tuple[str | None, str], dict[str, int]]:
         """Per (party, status) of a source, the regions where the piece in force at ``at``
         has ground, with its observation."""
-        rows = self.c.execute(
-            select(pieces.c.party, pieces.c.status, pieces.c.region, pieces.c.observation_id).where(
-                pieces.c.source == source,
-                pieces.c.basis == basis,
-                pieces.c.active.is_(True),
-                pieces.c.valid_from <= at,
-                or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > at),
-                pieces.c.area_km2 > 0,
-            )
-        ).all()
+        rows = self.c.execute(_GROUND_IN_FORCE, {"source": source, "basis": basis, "at": at})
         found: dict[tuple[str | None, str], dict[str, int]] = {}
         for party, status, region, observation_id in rows:
             found.setdefault((party, status), {})[region] = observation_id
         return found
+
+
+# The statements of an import's every file, built once (building one costs more than running it).
+
+
+@cache
+def _line_head(party_is_null: bool) -> Select[Any]:
+    newer = observations.alias("newer")
+    party = observations.c.party
+    return (
+        select(observations.c.id, observations.c.valid_from, observations.c.geometry_hash)
+        .where(
+            observations.c.source == bindparam("source"),
+            party.is_(None) if party_is_null else party == bindparam("party"),
+            observations.c.status == bindparam("status"),
+            observations.c.basis == bindparam("basis"),
+            observations.c.valid_from <= bindparam("before"),
+            observations.c.min_lon.is_not(None),  # no bbox: no geometry or an empty one
+            observations.c.retracted_at.is_(None),
+            ~select(newer.c.id).where(newer.c.supersedes == observations.c.id).exists(),
+        )
+        .order_by(observations.c.valid_from.desc(), observations.c.id.desc())
+        .limit(1)
+    )
+
+
+_REGIONS_OF = select(pieces.c.region).where(
+    pieces.c.observation_id == bindparam("observation_id"), pieces.c.area_km2 > 0
+)
+
+_GROUND_IN_FORCE = select(
+    pieces.c.party, pieces.c.status, pieces.c.region, pieces.c.observation_id
+).where(
+    pieces.c.source == bindparam("source"),
+    pieces.c.basis == bindparam("basis"),
+    # Every region: so that the as-of index (region first) is used, not a scan of every piece.
+    pieces.c.region.in_(select(regions.c.slug)),
+    pieces.c.active.is_(True),
+    pieces.c.valid_from <= bindparam("at"),
+    or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > bindparam("at")),
+    pieces.c.area_km2 > 0,
+)

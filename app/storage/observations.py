@@ -132,15 +132,14 @@ class Observations(Part):
             }
             if obs.drawn_area_km2 is None and obs.geometry is not None:
                 row["drawn_area_km2"] = geo.geodesic_area_km2(obs.geometry)
-            insert = observations.insert().values(**row).returning(observations.c.id)
-            done = insert_unless_duplicate(self.c, insert)
+            done = insert_unless_duplicate(self.c, observations, row)
             if done is None:
                 existing = self.c.execute(
                     select(observations.c.id).where(observations.c.content_hash == digest)
                 ).scalar_one()
                 results.append(WriteResult(existing, False, self.areas(existing)))
                 continue
-            new_id = int(done[0][0])
+            new_id = int(done[0])
             areas = self.unit.derived.add(new_id, obs, where)
             results.append(WriteResult(new_id, True, areas))
         return results

@@ -60,15 +60,11 @@ class Reference(Part):
 
     def add_party(self, party: Party) -> bool:
         """Insert a new party; False when one with that code exists (even one added meanwhile)."""
-        values = asdict(party)
-        return insert_unless_duplicate(self.c, parties.insert().values(**values)) is not None
+        return insert_unless_duplicate(self.c, parties, asdict(party)) is not None
 
     def add_source(self, source: Source) -> bool:
         """Insert a new source; False when one with that slug exists (even one added meanwhile)."""
-        return (
-            insert_unless_duplicate(self.c, sources.insert().values(**_source_values(source)))
-            is not None
-        )
+        return insert_unless_duplicate(self.c, sources, _source_values(source)) is not None
 
 
 def _source_values(source: Source) -> dict[str, Any]:

@@ -58,14 +58,14 @@ class Tokens(Part):
         if not name.strip() or len(name) > 64:
             raise InvalidInput("a token name is 1 to 64 characters, e.g. 'kyiv-desk'.")
         token = new_token()
-        insert = tokens.insert().values(
-            name=name,
-            scope=str(scope),
-            token_hash=token_hash(token),
-            created_at=now(),
-            expires_at=expires_at,
-        )
-        if insert_unless_duplicate(self.c, insert) is None:
+        values = {
+            "name": name,
+            "scope": str(scope),
+            "token_hash": token_hash(token),
+            "created_at": now(),
+            "expires_at": expires_at,
+        }
+        if insert_unless_duplicate(self.c, tokens, values) is None:
             raise Conflict(f"A token named {name!r} exists already; pick another name.")
         return token
 

@@ -37,9 +37,9 @@ class Geometry(UserDefinedType[BaseGeometry]):
             def to_ewkb_hex(value: BaseGeometry | None) -> str | None:
                 if value is None:
                     return None
-                return str(
-                    shapely.to_wkb(shapely.set_srid(value, SRID), hex=True, include_srid=True)
-                )
+                # The same text as GEOS's hex writer, which is four times slower than hex().
+                wkb = shapely.to_wkb(shapely.set_srid(value, SRID), include_srid=True)
+                return bytes(wkb).hex().upper()
 
             return to_ewkb_hex
 
