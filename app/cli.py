@@ -36,7 +36,7 @@ def default_workers() -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.api.app import create_app, prepare
+    from app.seed import prepare
     from app.storage.database import Database
 
     settings = get_settings()
@@ -60,6 +60,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             **options,
         )
     else:
+        from app.api.app import create_app  # the supervisor of workers does without the app
+
         uvicorn.run(create_app(settings), server_header=False, **options)
     return 0
 

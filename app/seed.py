@@ -13,6 +13,7 @@ from shapely.geometry import shape
 
 from app.domain.model import COUNTRY, Party, Source, SourceKind
 from app.domain.observations import parse_feature
+from app.settings import Settings
 from app.storage.database import Database
 from app.storage.unit import UnitOfWork
 
@@ -90,3 +91,14 @@ def seed(db: Database, data_dir: Path) -> SeedReport:
             else:
                 report.observations_present += 1
     return report
+
+
+def prepare(db: Database, settings: Settings) -> None:
+    """Migrate, and load the shipped seed into an empty database, as the settings say."""
+    if settings.auto_migrate:
+        db.upgrade()
+    if settings.auto_seed:
+        with db.read() as unit:
+            empty = unit.is_empty()
+        if empty:
+            seed(db, settings.data_dir)

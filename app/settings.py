@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Most features per page; a larger `limit` is clamped to it, not refused.",
     )
+    stream_bytes: int = Field(
+        default=1_000_000,
+        ge=0,
+        description="A page of /collections/{id}/items expected to be larger than this is sent "
+        "as it is encoded, a batch of features at a time, instead of built whole in memory.",
+    )
     cache_max_age: int = Field(
         default=30,
         ge=0,

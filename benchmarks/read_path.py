@@ -339,6 +339,20 @@ def pygeoapi_config(
     return path, openapi, env
 
 
+TIPG_PROBE = f"/collections/public.{VIEW}"
+
+
+def tipg_env(postgis: str) -> dict[str, str]:
+    """tipg's settings: the view of our pieces (``create_view``) in the database ``postgis``."""
+    return {
+        "DATABASE_URL": postgis.replace("postgresql+psycopg", "postgresql"),
+        "TIPG_DB_SCHEMAS": '["public"]',
+        f"TIPG_TABLE_CONFIG__public_{VIEW}__PK": "id",
+        f"TIPG_TABLE_CONFIG__public_{VIEW}__DATETIMECOL": "valid_from",
+        "TIPG_MAX_FEATURES_PER_QUERY": "10000",
+    }
+
+
 def nginx_config(folder: Path, port: int, root: Path) -> Path:
     conf = folder / "nginx.conf"
     conf.write_text(
@@ -403,13 +417,16 @@ def create_view(url: str) -> None:
     engine.dispose()
 
 
-def load(days: int, keep: bool, work: Path, stack: contextlib.ExitStack) -> dict[str, str]:
-    """The two databases holding the imported history; their URLs."""
+def load(
+    days: int, keep: bool, work: Path, stack: contextlib.ExitStack, name: str = "read"
+) -> dict[str, str]:
+    """The two databases holding the imported history; their URLs. ``name`` tells a
+    benchmark's kept databases from another's (``var/bench/NAME-DAYS.db``)."""
     if keep:
-        sqlite = f"sqlite:///{VAR / f'read-{days}.db'}"
-        postgis = named_postgis(f"frontline_bench_read_{days}")
+        sqlite = f"sqlite:///{VAR / f'{name}-{days}.db'}"
+        postgis = named_postgis(f"frontline_bench_{name}_{days}")
     else:
-        sqlite = f"sqlite:///{work / 'read.db'}"
+        sqlite = f"sqlite:///{work / f'{name}.db'}"
         postgis = stack.enter_context(throwaway_postgis())()
     urls = {"postgis": postgis, "sqlite": sqlite}
     todo = {db: url for db, url in urls.items() if not (keep and _import_done(url, days))}
@@ -559,7 +576,6 @@ def run_servers(
 ) -> list[Server]:
     servers: list[Server] = []
     pg = urllib.parse.urlsplit(urls["postgis"].replace("postgresql+psycopg", "postgresql"))
-    plain_pg = urls["postgis"].replace("postgresql+psycopg", "postgresql")
     uvicorn = [
         "-m",
         "uvicorn",
@@ -594,16 +610,10 @@ def run_servers(
             server = start(
                 Server(name, "tipg", port),
                 [str(bench_python), *uvicorn, "--port", str(port), "tipg.main:app"],
-                {
-                    "DATABASE_URL": plain_pg,
-                    "TIPG_DB_SCHEMAS": '["public"]',
-                    f"TIPG_TABLE_CONFIG__public_{VIEW}__PK": "id",
-                    f"TIPG_TABLE_CONFIG__public_{VIEW}__DATETIMECOL": "valid_from",
-                    "TIPG_MAX_FEATURES_PER_QUERY": "10000",
-                },
+                tipg_env(urls["postgis"]),
                 VAR,
             )
-            probe = f"/collections/public.{VIEW}"
+            probe = TIPG_PROBE
         elif name == "pygeoapi":
             assert bench_python is not None
             connection = {

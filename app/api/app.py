@@ -14,14 +14,17 @@ from app.api.middleware import (
     AllowedMethods,
     ContentSecurityPolicy,
     Cors,
+    GiveBackMemory,
     HeadAsGet,
     NoCredentialsInUrl,
     SecurityHeaders,
+    StopWhenClientGone,
 )
 from app.api.ogc import openapi
 from app.api.ogc import routes as ogc
 from app.api.ogc import tiles as ogc_tiles
 from app.api.routes import admin, exports, meta, observations, regions, sources
+from app.seed import prepare
 from app.settings import Settings, get_settings
 from app.storage.database import Database
 
@@ -40,19 +43,6 @@ picks a winner: it shows them side by side.
 """
 
 
-def prepare(db: Database, settings: Settings) -> None:
-    """Migrate, and load the shipped seed into an empty database, as the settings say."""
-    if settings.auto_migrate:
-        db.upgrade()
-    if settings.auto_seed:
-        with db.read() as unit:
-            empty = unit.is_empty()
-        if empty:
-            from app.seed import seed
-
-            seed(db, settings.data_dir)
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -60,6 +50,7 @@ def create_app(
     prepare_database: bool = False,
 ) -> FastAPI:
     settings = settings or get_settings()
+    server.limit_malloc_arenas()
     db = Database(engine) if engine is not None else Database.from_url(settings.database_url)
     if prepare_database:
         prepare(db, settings)
@@ -92,6 +83,8 @@ def create_app(
     app.state.database = db
     # Innermost first: the last added sees the request first.
     app.add_middleware(GZipMiddleware, minimum_size=2048)
+    app.add_middleware(StopWhenClientGone)  # inside the cache: an answer from memory costs nothing
+    app.add_middleware(GiveBackMemory)  # and leaves nothing to give back
     app.add_middleware(HttpCache, db=db, settings=settings)  # outside gzip: keeps it encoded
     app.add_middleware(HeadAsGet)
     app.add_middleware(AllowedMethods, routes=lambda: app.router.routes)

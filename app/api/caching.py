@@ -37,6 +37,7 @@ from app.storage.unit import DataVersion
 SETTLED = dt.timedelta(minutes=5)
 IMMUTABLE = "public, max-age=31536000, immutable"
 NOT_CACHED = ("/healthz",)
+ENTRY_OVERHEAD = 1024
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -49,7 +50,9 @@ class Entry:
 
     @property
     def size(self) -> int:
-        return len(self.body) + sum(len(k) + len(v) for k, v in self.headers)
+        """Its bytes, and what Python spends on the entry and its key besides (some 1 KB, which
+        matters for the many small answers, such as tiles, that fit in the bound)."""
+        return len(self.body) + sum(len(k) + len(v) for k, v in self.headers) + ENTRY_OVERHEAD
 
 
 class Store:

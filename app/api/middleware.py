@@ -1,9 +1,11 @@
 """Small ASGI middleware (pure ASGI: no request body is buffered, streaming answers stay
 streams): HEAD as GET, CORS with a policy for reads and one for writes, OPTIONS with ``Allow``,
-no credentials in URLs, and the security headers every answer carries."""
+no credentials in URLs, the security headers every answer carries, and reads stopped when
+their client has gone."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -19,7 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPES
 from app.api.routing import allowed_methods
-from app.api.server import credential_parameters
+from app.api.server import credential_parameters, give_back_memory
+from app.storage.database import Cancellation
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -40,6 +43,101 @@ def problem(scope: Scope, status: int, slug: str, detail: str, **extra: Any) -> 
         **extra,
     }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+
+
+CANCELLATION = "cancellation"  # scope["state"] key: the Cancellation of a read request
+
+
+def cancellation_of(scope: Scope) -> Cancellation | None:
+    """The request's :class:`Cancellation` (see :class:`StopWhenClientGone`), if it has one."""
+    found = scope.get("state", {}).get(CANCELLATION)
+    return found if isinstance(found, Cancellation) else None
+
+
+class StopWhenClientGone:
+    """A read (GET, HEAD) whose client disconnects before its answer is complete has its
+    database work cancelled: the read units of the request (``deps.read_unit``) are given a
+    :class:`~app.storage.database.Cancellation`, and the ASGI ``http.disconnect`` message
+    cancels it. The running statement is interrupted, the unit rolls back and frees its
+    connection, the route ends with :class:`~app.storage.database.Cancelled` (logged, answered
+    499 to nobody). A streamed answer stops at its next chunk as well.
+
+    The server's ``receive`` is read here alone, and its messages are handed on to the app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        cancellation = Cancellation()
+        scope.setdefault("state", {})[CANCELLATION] = cancellation
+        messages: asyncio.Queue[Message] = asyncio.Queue()
+        answered = False
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                await messages.put(message)
+                if message["type"] == "http.disconnect":
+                    if not answered:  # the server says so after a complete answer too
+                        # off the event loop: a PostgreSQL cancel request is a round trip
+                        await asyncio.get_running_loop().run_in_executor(None, cancellation.cancel)
+                    return
+
+        async def sending(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
+            await send(message)
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await self.app(scope, messages.get, sending)
+        finally:
+            watcher.cancel()
+            if watcher.done() and not watcher.cancelled():
+                watcher.exception()  # retrieved: the server's receive failed, nothing to stop
+
+
+class GiveBackMemory:
+    """After answers of ``bytes`` or more in all (at most every ``seconds``), the freed memory
+    is returned to the system (:func:`app.api.server.give_back_memory`), off the event loop.
+    Large answers leave large freed blocks behind that malloc keeps otherwise."""
+
+    def __init__(self, app: ASGIApp, bytes: int = 8_000_000, seconds: float = 2.0) -> None:
+        self.app = app
+        self.threshold = bytes
+        self.seconds = seconds
+        self.sent = 0
+        self.last = 0.0
+        self.running = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                self.sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting)
+        finally:
+            await self._maybe_trim()
+
+    async def _maybe_trim(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.sent < self.threshold or self.running or loop.time() - self.last < self.seconds:
+            return
+        self.running, self.sent = True, 0
+        try:
+            await loop.run_in_executor(None, give_back_memory)
+        finally:
+            self.running, self.last = False, loop.time()
 
 
 class HeadAsGet:

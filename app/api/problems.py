@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.routing import allowed_methods
 from app.domain.errors import DomainError
+from app.storage.database import Cancelled
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 ECHO_LIMIT = 200  # characters of a refused input repeated in a problem
@@ -68,6 +69,11 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "`allowed` member list the methods it does answer.",
     ),
     "http-error": ("HTTP error", "A generic HTTP error; the status and detail say more."),
+    "client-gone": (
+        "Client closed request",
+        "The client went away before the answer was ready, and the work on it was stopped. "
+        "Nobody receives this answer; access logs show it as status 499.",
+    ),
     "internal-error": (
         "Internal error",
         "The service failed. Nothing was written. The error was logged; please report it.",
@@ -164,6 +170,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    import logging
+
+    logging.getLogger("app").warning(  # many of them: the service is slower than its clients
+        "client gone from %s %s: its database work was stopped", request.method, request.url.path
+    )
+    detail = "The client closed the connection before the answer was ready."
+    return problem_response(request, 499, "client-gone", detail)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     import logging
 
@@ -177,4 +193,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Cancelled, _client_gone)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -5,11 +5,19 @@
   :class:`app.api.middleware.NoCredentialsInUrl`), but the server logs the request line before
   the app answers, so the logged URL is redacted here.
 - No ``server: uvicorn`` banner.
+- Memory handed back: blocking work runs in a pool of threads, and glibc gives each thread
+  that allocates concurrently an arena of its own (up to 8 per core) and keeps what is freed in
+  it, so a worker's memory would grow with every large answer some thread built. A worker uses
+  few arenas (:func:`limit_malloc_arenas`) and, after large answers, returns their freed memory
+  to the system (:class:`app.api.middleware.GiveBackMemory`, :func:`give_back_memory`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
+import os
 import re
 import sys
 from types import FrameType
@@ -36,6 +44,8 @@ CREDENTIAL_PARAMETERS = frozenset(
         "jwt",
     }
 )
+MALLOC_ARENAS = 2
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 REDACTED = "[redacted]"
 _TOKEN = re.compile(re.escape(PREFIX) + r"[A-Za-z0-9_\-%]+")  # one of ours, wherever it is
 
@@ -99,3 +109,30 @@ def drop_server_banner() -> None:
             config.encoded_headers = [h for h in config.encoded_headers if h[0] != b"server"]
             return
         frame = frame.f_back
+
+
+def _glibc() -> Any:
+    """The C library, when it is glibc (``mallopt``, ``malloc_trim``); else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
+_LIBC = _glibc()
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
+    """As ``MALLOC_ARENA_MAX=arenas`` would, for this process, unless that variable is set (the
+    operator's choice wins); nothing on a C library other than glibc's."""
+    if _LIBC is not None and "MALLOC_ARENA_MAX" not in os.environ:
+        _LIBC.mallopt(M_ARENA_MAX, arenas)
+
+
+def give_back_memory() -> None:
+    """Return the memory malloc holds free to the system (glibc ``malloc_trim``)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)

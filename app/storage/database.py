@@ -2,11 +2,14 @@
 
 ``Database(engine)`` hands out :class:`~app.storage.unit.UnitOfWork`s: ``db.read()`` for a
 consistent read, ``db.write(recorded_by)`` for one all-or-nothing write transaction. Dialect
-differences live in :mod:`app.storage.dialect`.
+differences live in :mod:`app.storage.dialect`. A read given a :class:`Cancellation` can be
+stopped from another thread when whoever asked for it is gone.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from app.settings import PROJECT_ROOT
@@ -27,6 +30,8 @@ from app.storage.unit import UnitOfWork
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 # What an import writes, file after file (see Database.after_bulk_write).
 BULK_WRITTEN = (observations, pieces, confirmations, import_files, data_version)
+CANCELLATION = "frontline_cancellation"  # execution option: the Cancellation of a read unit
+log = logging.getLogger("app.storage")
 
 
 class UnsupportedDatabase(ValueError):
@@ -77,12 +82,69 @@ def head_revision(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
 
 
+class Cancelled(Exception):
+    """The unit's work was stopped by :meth:`Cancellation.cancel`: nobody waits for it."""
+
+
+class Cancellation:
+    """Stops the read units it is given to (``db.read(cancellation)``) from another thread,
+    e.g. when the client of a request has gone: the statement each unit is running is
+    interrupted (:func:`app.storage.dialect.interrupter`), every later statement of theirs
+    raises :class:`Cancelled` before it reaches the database, and so does a unit begun after
+    the cancel. Each unit then rolls back and its connection goes back to the pool."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, Callable[[], None]] = {}
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        with self._lock:  # a unit cannot end (and free its connection) while it is interrupted
+            if self.cancelled:
+                return
+            self.cancelled = True
+            for interrupt in self._running.values():
+                try:
+                    interrupt()
+                except Exception:  # the statement ends by itself; later ones are refused
+                    log.warning("could not interrupt a statement", exc_info=True)
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise Cancelled("the work was cancelled: nobody is waiting for it")
+
+    @contextmanager
+    def guarding(self, connection: Connection) -> Iterator[None]:
+        with self._lock:
+            self.check()
+            self._running[id(connection)] = dialect.interrupter(connection)
+        connection.execution_options(**{CANCELLATION: self})
+        try:
+            yield
+        except Exception as e:
+            if not self.cancelled or isinstance(e, Cancelled):
+                raise
+            raise Cancelled("the work was cancelled: nobody is waiting for it") from e
+        finally:
+            with self._lock:
+                del self._running[id(connection)]
+
+
+def _refuse_cancelled(connection: Connection, *_: Any) -> None:
+    """Before each statement: none for a unit whose work was cancelled."""
+    cancellation = connection.get_execution_options().get(CANCELLATION)
+    if cancellation is not None:
+        cancellation.check()
+
+
 class Database:
     """The one door to storage: units of work over an engine nobody else holds."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._on_commit: list[Callable[[], None]] = []
+        if not event.contains(engine, "before_cursor_execute", _refuse_cancelled):
+            event.listen(engine, "before_cursor_execute", _refuse_cancelled)
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every write unit of this process commits."""
@@ -102,10 +164,16 @@ class Database:
         return self._engine.url.render_as_string(hide_password=True)
 
     @contextmanager
-    def read(self) -> Iterator[UnitOfWork]:
-        """A unit for reading: one transaction, so every read in it sees the same data."""
+    def read(self, cancellation: Cancellation | None = None) -> Iterator[UnitOfWork]:
+        """A unit for reading: one transaction, so every read in it sees the same data. With a
+        ``cancellation``, its ``cancel()`` stops the unit's work (it raises
+        :class:`Cancelled`)."""
         with self._engine.connect() as connection, connection.begin():
-            yield UnitOfWork(connection)
+            if cancellation is None:
+                yield UnitOfWork(connection)
+                return
+            with cancellation.guarding(connection):
+                yield UnitOfWork(connection)
 
     @contextmanager
     def write(

@@ -11,11 +11,14 @@
 - SQLite returns aggregates over timestamp columns as text.
 - Moments as RFC 3339 text in SQL (vector tiles encoded by PostGIS) are PostgreSQL's
   ``to_char``; SQLite tiles are encoded in Python.
+- Stopping a running statement from another thread: PostgreSQL takes a cancel request (over a
+  connection of its own), SQLite ``interrupt()``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -55,6 +58,19 @@ def configure(engine: Engine) -> None:
     def _sqlite_begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(WRITE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def interrupter(c: Connection) -> Callable[[], None]:
+    """A function that stops the statement ``c`` is running, callable from any thread; the
+    statement fails (PostgreSQL ``QueryCanceled``, SQLite "interrupted") and the transaction
+    can be rolled back. Between statements it does nothing (PostgreSQL ignores a cancel request
+    that finds the connection idle, and SQLite one that finds no statement running).
+    ``cancel_safe`` returns once the server has passed the request on, so the connection is
+    not handed to anyone else while a cancel meant for this unit is in flight."""
+    raw = c.connection.dbapi_connection
+    if c.dialect.name == "postgresql":
+        return lambda: raw.cancel_safe(timeout=10)  # type: ignore[union-attr]
+    return raw.interrupt  # type: ignore[union-attr,no-any-return]
 
 
 def insert_unless_duplicate(

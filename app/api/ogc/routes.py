@@ -9,9 +9,11 @@ asked for, not those whose one timestamp falls inside it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import shapely
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
@@ -31,7 +33,7 @@ from app.api.params import (
     piece_filter,
     region_codes,
 )
-from app.api.responses import GEOJSON_MEDIA_TYPE, JSON, GeoJSON
+from app.api.responses import GEOJSON_MEDIA_TYPE, JSON, GeoJSON, encoded, streamed_geojson
 from app.api.routing import CheckedRoute, query_parameter_names, unknown_parameter
 from app.api.serialize import ILLUSTRATIVE_NOTICE, jsonable
 from app.api.viewer import viewer_page
@@ -39,6 +41,7 @@ from app.domain import geometry as geo
 from app.domain.errors import InvalidParameter, NotFound
 from app.domain.timeutil import Window, age_days, isoformat, now, parse_window
 from app.settings import Settings
+from app.storage.base import chunks
 from app.storage.tiles import LAYERS
 
 router = APIRouter(tags=["OGC API - Features"], route_class=CheckedRoute)
@@ -47,6 +50,7 @@ JSON_TYPE = "application/json"
 HTML_TYPE = "text/html"
 SCHEMA_TYPE = "application/schema+json"
 OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
+STREAM_BATCH = 100  # features encoded at a time in a streamed page
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -521,22 +525,39 @@ def items(
     page, matched = coll.page(unit, query, p.offset, size)
     if coll.temporal:
         _with_age(page, window, request)
-    features = [_feature(item) for item in page]
     links = _page_links(request, coll, matched, p.offset, size)
     if as_html:
+        features = [_feature(item) for item in page]
         text = html.paragraph(f"{matched} features match; {len(page)} shown from {p.offset}.")
         return html.page(f"{coll.title}: items", text + html.features_table(features), links)
-    body: dict[str, Any] = {"type": "FeatureCollection"}
+    head: dict[str, Any] = {"type": "FeatureCollection"}
     if any(item.values.get("illustrative") for item in page):
-        body.update(illustrative=True, notice=ILLUSTRATIVE_NOTICE)
-    body.update(
+        head.update(illustrative=True, notice=ILLUSTRATIVE_NOTICE)
+    head.update(
         timeStamp=isoformat(now()),
         numberMatched=matched,
-        numberReturned=len(features),
+        numberReturned=len(page),
         links=links,
-        features=features,
     )
-    return GeoJSON(body)
+    if _expected_bytes(page) > settings.stream_bytes:
+        return streamed_geojson(head, _encoded_features(page))
+    return GeoJSON({**head, "features": [_feature(item) for item in page]})
+
+
+def _expected_bytes(page: list[Item]) -> int:
+    """About how large ``page`` is as GeoJSON: some 22 bytes a position (6 decimals), and
+    some 700 for the rest of a feature."""
+    shapes = [item.geometry for item in page if item.geometry is not None]
+    positions = int(shapely.get_num_coordinates(shapes).sum()) if shapes else 0
+    return 22 * positions + 700 * len(page)
+
+
+def _encoded_features(page: list[Item]) -> Iterator[list[bytes]]:
+    """The features of ``page``, encoded a batch at a time; each polygon let go once sent."""
+    for batch in chunks(page, STREAM_BATCH):
+        yield [encoded(_feature(item)) for item in batch]
+        for item in batch:
+            item.geometry = None
 
 
 @router.get(

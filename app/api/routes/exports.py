@@ -18,9 +18,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import geopandas as gpd
-import orjson
-import pandas as pd
 import shapely
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
@@ -39,7 +36,12 @@ from app.api.params import (
     piece_filter,
     region_codes,
 )
-from app.api.responses import CSV_MEDIA_TYPE, GEOJSON_MEDIA_TYPE
+from app.api.responses import (
+    CSV_MEDIA_TYPE,
+    GEOJSON_MEDIA_TYPE,
+    encoded,
+    feature_collection_chunks,
+)
 from app.api.routes.regions import Slug
 from app.api.routing import CheckedRoute
 from app.api.serialize import ILLUSTRATIVE_NOTICE, jsonable, piece_id, piece_values
@@ -353,14 +355,13 @@ def _features(batches: Iterator[Batch]) -> Iterator[list[bytes]]:
     """Each batch's rows as serialised GeoJSON Features (one chunk of the response a batch)."""
     for batch in batches:
         yield [
-            orjson.dumps(
+            encoded(
                 {
                     "type": "Feature",
                     "id": piece_id(row["observation_id"], row["region"]),
                     "geometry": geo.to_geojson(shape),
                     "properties": jsonable(row),
-                },
-                option=orjson.OPT_SERIALIZE_NUMPY,
+                }
             )
             for row, shape in batch
         ]
@@ -372,11 +373,8 @@ def _geojson(table: Table, batches: Iterator[Batch], with_geometry: bool) -> Ite
     head.update({k: v for k, v in table.members.items() if v is not None})
     if any(row["illustrative"] for row in table.rows):
         head.update(illustrative=True, notice=ILLUSTRATIVE_NOTICE)
-    head.update(numberReturned=len(table.rows), features=[])
-    yield orjson.dumps(head)[: -len(b"]}")]
-    for index, features in enumerate(_features(batches)):
-        yield (b"," if index else b"") + b",".join(features)
-    yield b"]}"
+    head.update(numberReturned=len(table.rows))
+    return feature_collection_chunks(head, _features(batches))
 
 
 def _geojsonseq(table: Table, batches: Iterator[Batch], with_geometry: bool) -> Iterator[bytes]:
@@ -394,6 +392,9 @@ def _parquet(columns: Sequence[str], batches: Iterator[Batch], with_geometry: bo
             for c in columns:
                 values[c].append(row[c])
             shapes.append(shape)
+    import geopandas as gpd  # here: pandas costs a worker some 70 MB, and only Parquet needs it
+    import pandas as pd
+
     frame = pd.DataFrame(values).astype({c: PARQUET_TYPES.get(c, "string") for c in columns})
     buffer = io.BytesIO()
     if with_geometry:
