@@ -12,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
@@ -431,7 +432,9 @@ def _feature(item: Item) -> dict[str, Any]:
     return {
         "type": "Feature",
         "id": item.id,
-        "geometry": geo.to_geojson(item.geometry),
+        "geometry": geo.to_geojson(item.geometry)
+        if item.geojson is None
+        else orjson.Fragment(item.geojson),
         "properties": jsonable(item.values),
     }
 
