@@ -37,7 +37,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement, Executable, Select
 
 WRITE = "frontline_write"  # execution option of a connection that begins a write transaction
-SQLITE_MMAP_BYTES = 1 << 30  # address space only: the mapped pages are the OS cache's
 
 
 def configure(engine: Engine) -> None:
@@ -52,10 +51,6 @@ def configure(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        # Reads straight from the file's pages in the OS cache, shared by every connection and
-        # process, rather than copied into each connection's small page cache (2 MB): a scan
-        # of the pieces (a page of items sorts them all) is several times faster.
-        cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
