@@ -518,6 +518,11 @@ def _cell(c: dict[str, Any]) -> str:
     return f"{_fmt_rps(c['rps']):>7} ({latency})".rjust(22)
 
 
+def _ratio_label(name: str, peer: str) -> str:
+    short = {"ours-postgis": "pg", "ours-sqlite": "sqlite"}.get(name, name)
+    return f"{short}/{peer}"
+
+
 def _ratio(x: float | None, digits: int) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -759,10 +764,14 @@ def print_table(
                 )
             )
         print(f"  {request}: " + "; ".join(cells))
+    ours_names = [n for n in names if n.startswith("ours-")]
+    ratio_columns = [
+        (name, peer) for peer in ("tipg", "nginx") if peer in names for name in ours_names
+    ]
     header = (
         f"\n{'request':26} {'clients':>7} "
         + " ".join(f"{n:>22}" for n in names)
-        + f" {'ours/tipg':>9} {'ours/nginx':>10}"
+        + "".join(f" {_ratio_label(name, peer):>12}" for name, peer in ratio_columns)
     )
     print(header)
     print(" " * 35 + " ".join(f"{'req/s (p50/p95 ms)':>22}" for _ in names))
@@ -782,17 +791,12 @@ def print_table(
                             r["errors"] + r["status_errors"] + r["timeouts"] for r in runs
                         ),
                     }
-            ours = row.get("ours-postgis") or row.get("ours-sqlite")
-            vs_tipg = (
-                ours["rps"] / row["tipg"]["rps"]
-                if ours and "tipg" in row and row["tipg"]["rps"]
+            ratios = {
+                (name, peer): row[name]["rps"] / row[peer]["rps"]
+                if name in row and peer in row and row[peer]["rps"]
                 else None
-            )
-            vs_nginx = (
-                ours["rps"] / row["nginx"]["rps"]
-                if ours and "nginx" in row and row["nginx"]["rps"]
-                else None
-            )
+                for name, peer in ratio_columns
+            }
             cells = []
             for name in names:
                 c = row.get(name)
@@ -800,16 +804,19 @@ def print_table(
             print(
                 f"{request:26} {clients:>7} "
                 + " ".join(cells)
-                + f" {_ratio(vs_tipg, 2):>9} {_ratio(vs_nginx, 4):>10}"
+                + "".join(
+                    f" {_ratio(ratios[key], 2 if key[1] == 'tipg' else 4):>12}"
+                    for key in ratio_columns
+                )
             )
             summary.setdefault(request, {})[clients] = {
                 "servers": row,
-                "ours_over_tipg": vs_tipg,
-                "ours_over_nginx": vs_nginx,
+                **{f"{name}_over_{peer}": ratios[name, peer] for name, peer in ratio_columns},
             }
     print(
-        "\nratios: ours-postgis req/s over tipg's and nginx's (1.00 = as fast); 0.00 (-/-) = no"
-        f" request completed within {args.seconds:.0f} s"
+        "\nratios: each of our servers' req/s over tipg's and nginx's (1.00 = as fast), "
+        f"pg = ours-postgis, sqlite = ours-sqlite; 0.00 (-/-) = no request completed within "
+        f"{args.seconds:.0f} s"
     )
     print(
         "\nmemory (RSS of the server and its workers, MB): "

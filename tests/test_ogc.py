@@ -11,16 +11,20 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
+import shapely
 from fastapi.testclient import TestClient
 from openapi_spec_validator import OpenAPIV30SpecValidator
 from shapely.geometry import box, shape
 from sqlalchemy import Engine
 
 from app.api.app import create_app
+from app.domain import geometry as geo
 from app.domain.model import Basis, NewObservation, Status
 from app.domain.timeutil import parse_moment, parse_window
 from app.settings import Settings
+from app.storage.database import Database
 from tests.conftest import BACKENDS
 from tests.test_api import assert_rfc7946
 
@@ -232,6 +236,37 @@ def test_an_unknown_parameter_is_a_400_that_lists_the_known_ones(client: TestCli
     assert "partie" in body["detail"]
     assert "party" in body["known"]
     assert client.get("/collections/regions/items", params={"party": "UA"}).status_code == 400
+
+
+def test_pages_carry_each_polygon_as_the_python_encoder_writes_it(
+    client: TestClient, seeded_engine: Engine
+) -> None:
+    """A page's polygons come out of the database as GeoJSON text (PostGIS writes it; SQLite's
+    WKB is encoded a page at once): the same as each stored polygon encoded alone in Python,
+    RFC 7946 rings and 6 decimals, on clipped pieces whose coordinates have more."""
+    body = items(client, limit=1000)
+    assert_rfc7946(body)
+    keys = [
+        (f["properties"]["observation_id"], f["properties"]["region"]) for f in body["features"]
+    ]
+    with Database(seeded_engine).read() as unit:
+        stored = unit.pieces.geometries(keys)
+    coordinates = shapely.get_coordinates([g for g in stored.values() if g is not None])
+    assert (coordinates != coordinates.round(6)).any()  # so that rounding is tested
+    for feature, key in zip(body["features"], keys, strict=True):
+        alone = orjson.dumps(geo.to_geojson(stored[key]), option=orjson.OPT_SERIALIZE_NUMPY)
+        assert feature["geometry"] == json.loads(alone), key
+
+
+def test_a_page_past_the_end_is_empty_and_still_counts(client: TestClient) -> None:
+    everything = items(client, limit=1000)
+    past = items(client, offset=everything["numberMatched"] + 5)
+    assert past["features"] == []
+    assert past["numberMatched"] == everything["numberMatched"]
+    last = items(client, offset=everything["numberMatched"] - 1)
+    assert last["numberReturned"] == 1
+    assert last["numberMatched"] == everything["numberMatched"]
+    assert not [link for link in last["links"] if link["rel"] == "next"]
 
 
 # --- datetime: validity intervals ---------------------------------------------------------

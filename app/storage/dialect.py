@@ -9,6 +9,8 @@
 - Row locks (``SELECT … FOR UPDATE``) and advisory locks exist on PostgreSQL only; on SQLite
   they are no-ops because the write lock is already held.
 - SQLite returns aggregates over timestamp columns as text.
+- GeoJSON geometry text is PostGIS's ``ST_AsGeoJSON``; on SQLite it is encoded in Python from
+  the stored WKB (:func:`app.domain.geometry.geojson_texts`), the same text.
 - Moments as RFC 3339 text in SQL (vector tiles encoded by PostGIS) are PostgreSQL's
   ``to_char``; SQLite tiles are encoded in Python.
 - Stopping a running statement from another thread: PostgreSQL takes a cancel request (over a
@@ -26,6 +28,7 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Engine,
+    LargeBinary,
     Row,
     Table,
     case,
@@ -33,6 +36,7 @@ from sqlalchemy import (
     event,
     func,
     text,
+    type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement, Select
@@ -140,6 +144,16 @@ def intersects_box(
         return []
     envelope = func.ST_MakeEnvelope(*box, 4326)
     return [column.op("&&")(envelope), func.ST_Intersects(column, envelope)]
+
+
+def geojson_or_wkb(c: Connection, column: Any, precision: int = 6) -> Any:
+    """A geometry column as the database can give it for GeoJSON out: PostGIS writes the
+    geometry's GeoJSON text itself (``ST_AsGeoJSON``, exterior rings counter-clockwise as RFC
+    7946 wants, coordinates to ``precision`` decimals); SQLite gives the stored WKB as bytes,
+    for :func:`app.domain.geometry.geojson_texts` (:func:`has_spatial_sql` tells which)."""
+    if has_spatial_sql(c):
+        return func.ST_AsGeoJSON(func.ST_ForcePolygonCCW(column), precision)
+    return type_coerce(column, LargeBinary)
 
 
 def in_byte_order(c: Connection, column: Any) -> Any:

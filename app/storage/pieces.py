@@ -10,13 +10,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
+import shapely
 from shapely.geometry import MultiPolygon
 from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.util import find_tables
 
 from app.domain import asof
+from app.domain import geometry as geo
 from app.domain.model import Piece
 from app.storage import cql, dialect
 from app.storage.base import Part, chunks
@@ -128,7 +131,7 @@ class Pieces(Part):
         elif region is not None:
             query = query.where(pieces.c.region.in_(list(region)))
         if known_at is None:
-            query = query.where(pieces.c.active.is_(True))
+            query = query.where(pieces.c.active)  # '= true': a partial index can match it
         else:
             query = query.where(*known_then(known_at))
         if flt.parties is not None:
@@ -139,9 +142,13 @@ class Pieces(Part):
             query = query.where(pieces.c.source.in_(list(flt.sources)))
         if flt.accounts is not None:
             query = query.where(column_in(sources.c.account, flt.accounts))
-        # Total, so that pages neither skip nor repeat; the order of :func:`paging_key`.
-        region_order = dialect.in_byte_order(self.c, pieces.c.region)
-        return query.order_by(pieces.c.valid_from, pieces.c.observation_id, region_order)
+        return query.order_by(*self.order(pieces))
+
+    def order(self, table: Any) -> list[Any]:
+        """The paging order over ``table``'s (or a subquery's) columns: total, so that pages
+        neither skip nor repeat; the order of :func:`paging_key`."""
+        region_order = dialect.in_byte_order(self.c, table.c.region)
+        return [table.c.valid_from, table.c.observation_id, region_order]
 
     def in_force(
         self,
@@ -237,10 +244,16 @@ class Pieces(Part):
         since: dt.datetime | None,
         limit: int,
         offset: int,
-    ) -> tuple[list[Piece], int]:
-        """One page of the current pieces that meet everything asked, with their polygons,
-        and how many meet it: selected, counted, ordered and paged in the database. The
-        bounding box is exact only where :attr:`exact_bbox`."""
+    ) -> Page:
+        """One page of the current pieces that meet everything asked, each with its polygon
+        as GeoJSON text, and how many meet it: selected, counted, ordered and paged in the
+        database, in one statement (past the end, a second counts). The bounding box is exact
+        only where :attr:`exact_bbox`.
+
+        The page's keys are chosen (and the matches counted, on the keys' row) from ``pieces``
+        joined to the tables the conditions name and no others; only then are the page's own
+        rows joined to their observations and their polygons encoded: sorting rows that carry
+        their polygons would read (on PostGIS detoast) the polygon of every match."""
         query = self.selection(None, flt, with_geometry=False)
         if regions is not None:
             query = query.where(pieces.c.region.in_(list(regions)))
@@ -249,17 +262,54 @@ class Pieces(Part):
         query = _narrowed(query, bbox, window, condition)
         if bbox is not None:
             query = query.where(*dialect.intersects_box(self.c, pieces.c.geometry, bbox))
-        counted = select(func.count()).select_from(query.order_by(None).subquery())
-        matched = int(self.c.execute(counted).scalar_one())
-        # The page's keys first, then their polygons: sorting rows that carry their polygons
-        # would read (and on PostGIS detoast) the polygon of every match, not of the page.
-        found = [
-            piece_from_row(r) for r in self.c.execute(query.limit(limit).offset(offset)).mappings()
-        ]
-        shapes = self.geometries([(p.observation_id, p.region) for p in found])
-        return [
-            replace(p, geometry=shapes.get((p.observation_id, p.region))) for p in found
-        ], matched
+        where = query.whereclause
+        assert where is not None  # at least "active"
+        counted = select(func.count()).select_from(_joined_for(where)).where(where)
+        keys = (
+            select(
+                pieces.c.observation_id,
+                pieces.c.region,
+                pieces.c.valid_from,
+                counted.scalar_subquery().label("matched"),
+            )
+            .select_from(_joined_for(where))
+            .where(where)
+            .order_by(*self.order(pieces))
+            .limit(limit)
+            .offset(offset)
+            .subquery("page")
+        )
+        rows = self.c.execute(
+            select(
+                *PIECE_COLUMNS,
+                dialect.geojson_or_wkb(self.c, pieces.c.geometry).label("geojson"),
+                keys.c.matched,
+            )
+            .select_from(
+                keys.join(
+                    pieces,
+                    (pieces.c.observation_id == keys.c.observation_id)
+                    & (pieces.c.region == keys.c.region),
+                )
+                .join(observations, observations.c.id == pieces.c.observation_id)
+                .join(sources, sources.c.slug == pieces.c.source)
+            )
+            .order_by(*self.order(keys))
+        ).all()
+        found = [piece_from_row(row._mapping) for row in rows]
+        if dialect.has_spatial_sql(self.c):
+            texts: list[str | bytes] = [
+                r.geojson if r.geojson is not None else b"null" for r in rows
+            ]
+        else:  # WKB: encoded here, as PostGIS would
+            texts = list(geo.geojson_texts(shapely.from_wkb([r.geojson for r in rows])))
+        if rows:
+            matched = int(rows[0].matched)
+        elif offset == 0:
+            matched = 0
+        else:  # past the end: no row to carry the count
+            matched = int(self.c.execute(counted).scalar_one())
+        return Page(found, texts, matched)
 
     def piece(self, observation_id: int, region: str) -> Piece | None:
         """One current piece (without its polygon), or None."""
@@ -321,6 +371,27 @@ class Pieces(Part):
             ).where(pieces.c.active.is_(True))
         ).one()
         return tuple(box), as_datetime(start), as_datetime(end), bool(open_count)
+
+
+class Page(NamedTuple):
+    """A page of pieces (without polygons), each one's polygon as GeoJSON text (``null`` for
+    none) in the same order, and how many pieces meet the query in all."""
+
+    pieces: list[Piece]
+    geojson: list[str | bytes]
+    matched: int
+
+
+def _joined_for(where: ColumnElement[bool]) -> Any:
+    """``pieces`` joined to the observations and sources only if ``where`` names them (an
+    inner join to a foreign key's row keeps every row, so leaving it out changes no answer)."""
+    named = set(find_tables(where, check_columns=True))
+    joined: Any = pieces
+    if observations in named:
+        joined = joined.join(observations, observations.c.id == pieces.c.observation_id)
+    if sources in named:
+        joined = joined.join(sources, sources.c.slug == pieces.c.source)
+    return joined
 
 
 def paging_key(piece: Piece) -> tuple[dt.datetime, int, str]:

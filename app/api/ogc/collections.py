@@ -114,6 +114,8 @@ class Item:
     key: Any  # what the collection needs to load the geometry
     geometry: BaseGeometry | None = None
     has_geometry: bool = False
+    # The geometry as GeoJSON text already (from the database), instead of ``geometry``.
+    geojson: str | bytes | None = None
 
 
 class Collection(ABC):
@@ -291,7 +293,7 @@ class Control(Collection):
         )
         if not in_sql:
             return super().page(unit, query, offset, limit)
-        found, matched = unit.pieces.page(
+        found = unit.pieces.page(
             query.flt,
             regions=query.regions,
             bbox=query.envelope,
@@ -301,10 +303,10 @@ class Control(Collection):
             limit=limit,
             offset=offset,
         )
-        items = [self._item(p) for p in found]
-        for item, piece in zip(items, found, strict=True):
-            item.geometry, item.has_geometry = piece.geometry, True
-        return items, matched
+        items = [self._item(p) for p in found.pieces]
+        for item, text in zip(items, found.geojson, strict=True):
+            item.geojson, item.has_geometry = text, True
+        return items, found.matched
 
     @staticmethod
     def _item(piece: Piece) -> Item:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import orjson
 import shapely
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
@@ -435,7 +436,9 @@ def _feature(item: Item) -> dict[str, Any]:
     return {
         "type": "Feature",
         "id": item.id,
-        "geometry": geo.to_geojson(item.geometry),
+        "geometry": geo.to_geojson(item.geometry)
+        if item.geojson is None
+        else orjson.Fragment(item.geojson),
         "properties": jsonable(item.values),
     }
 
