@@ -142,6 +142,8 @@ pieces = Table(
     Column("reported_area_km2", Float, nullable=True),
     Index("ix_pieces_group", "region", "party", "status", "source", "basis", "valid_from"),
     Index("ix_pieces_as_of", "region", "active", "valid_from", "valid_until"),
+    # Migration 0008 adds ix_pieces_paging: (valid_from, observation_id, region in byte order)
+    # WHERE active, the order the control collection pages in (see Pieces.page).
 )
 
 import_files = Table(
