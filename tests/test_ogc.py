@@ -742,3 +742,32 @@ def test_a_filter_answers_alike_in_sql_and_in_python(
     assert in_sql["numberMatched"] == in_python["numberMatched"] == len(expected)
     assert [f["id"] for f in in_sql["features"]] == [f["id"] for f in in_python["features"]]
     assert in_sql["features"] == in_python["features"]
+
+
+@pytest.mark.parametrize("collection", ["control", "observations", "regions"])
+def test_a_streamed_page_is_the_same_document(seeded_engine: Engine, collection: str) -> None:
+    """Pages above STREAM_BYTES go out a batch of features at a time; the document, its
+    validator and its 304 are those of the page built whole."""
+    answers = {}
+    for stream_bytes in (1, 10**9):  # stream every page; stream none
+        settings = Settings(database_url=str(seeded_engine.url), stream_bytes=stream_bytes)
+        with TestClient(create_app(settings, engine=seeded_engine)) as c:
+            r = c.get(f"/collections/{collection}/items", params={"limit": 1000})
+            assert r.status_code == 200
+            assert r.headers["content-type"] == GEOJSON
+            again = c.get(
+                f"/collections/{collection}/items",
+                params={"limit": 1000},
+                headers={"If-None-Match": r.headers["etag"]},
+            )
+            assert again.status_code == 304
+            answers[stream_bytes] = r
+    streamed, whole = answers[1].json(), answers[10**9].json()
+    assert streamed.pop("timeStamp")
+    assert whole.pop("timeStamp")
+    assert streamed == whole
+    assert streamed["numberReturned"] == len(streamed["features"]) > 0
+    assert answers[1].headers["etag"] == answers[10**9].headers["etag"]
+    # Streamed: sent before its length is known.
+    assert "content-length" not in answers[1].headers
+    assert "content-length" in answers[10**9].headers

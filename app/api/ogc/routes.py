@@ -548,11 +548,12 @@ def items(
 
 
 def _expected_bytes(page: list[Item]) -> int:
-    """About how large ``page`` is as GeoJSON: some 22 bytes a position (6 decimals), and
-    some 700 for the rest of a feature."""
+    """About how large ``page`` is as GeoJSON: the polygons' text where the database gave it,
+    else some 22 bytes a position (6 decimals); and some 700 for the rest of a feature."""
     shapes = [item.geometry for item in page if item.geometry is not None]
     positions = int(shapely.get_num_coordinates(shapes).sum()) if shapes else 0
-    return 22 * positions + 700 * len(page)
+    texts = sum(len(item.geojson) for item in page if item.geojson is not None)
+    return texts + 22 * positions + 700 * len(page)
 
 
 def _encoded_features(page: list[Item]) -> Iterator[list[bytes]]:
@@ -560,7 +561,7 @@ def _encoded_features(page: list[Item]) -> Iterator[list[bytes]]:
     for batch in chunks(page, STREAM_BATCH):
         yield [encoded(_feature(item)) for item in batch]
         for item in batch:
-            item.geometry = None
+            item.geometry = item.geojson = None
 
 
 @router.get(
