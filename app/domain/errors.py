@@ -56,7 +56,8 @@ class UnknownRegion(NotFound):
         close = difflib.get_close_matches(slug.lower(), known, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         super().__init__(
-            f"There is no region {slug!r}.{hint} GET /regions lists the {len(known)} regions.",
+            f"There is no region {slug!r}.{hint} "
+            f"GET /regions?level=all lists the {len(known)} regions and countries.",
             region=slug,
             known=known,
         )
