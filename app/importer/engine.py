@@ -45,6 +45,10 @@ from app.storage.database import Database
 from app.storage.unit import UnitOfWork
 
 TIME_FROM = ("auto", "property", "wrapper", "filename")
+# Files between two rounds of upkeep (Database.after_bulk_write) in a long import: the rows of
+# the pieces each map ends, and the planner's estimates of tables that grow from nothing, are
+# not left to an autovacuum that may be off or late.
+MAINTAIN_EVERY = 200
 PLAN_KEEPS_BYTES = 32_000_000  # maps parsed by the plan and kept for the import (see _plan)
 
 
@@ -282,6 +286,8 @@ class Importer:
                         self._state = None  # what is in force now came from another run
                         continue
                     summary.files_read += 1
+                    if not self.o.dry_run and summary.files_read % MAINTAIN_EVERY == 0:
+                        self.db.after_bulk_write()  # a long run: dead rows out, estimates fresh
                     summary.add(result)
                     self._state = result.state
                     features += result.features
