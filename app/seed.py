@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import shapely
 from shapely.geometry import shape
 
+from app.domain import geometry as geo
 from app.domain.model import COUNTRY, Party, Source, SourceKind
 from app.domain.observations import parse_feature
 from app.settings import Settings
@@ -53,7 +53,8 @@ def load_regions(unit: UnitOfWork, path: Path) -> int:
         members.setdefault((p["country"], p["country_code"]), []).append(feature)
     changed = 0
     for (country, code), group in sorted(members.items()):
-        ground = shapely.union_all([shape(f["geometry"]) for f in group])
+        ground = geo.union([shape(f["geometry"]) for f in group])
+        assert ground is not None  # regions have area
         parent = country_slug(country)
         changed += unit.regions.save(parent, country, country, code, ground, level=COUNTRY)
         for feature in group:

@@ -189,6 +189,7 @@ class Database:
             try:
                 unit = UnitOfWork(connection, recorded_by)
                 yield unit
+                unit.regions.flush()
                 unit.derived.flush()
                 if changes_answers and not dry_run:
                     unit.bump_data_version()

@@ -29,6 +29,10 @@ def bbox_values(geometry: Any) -> dict[str, float | None]:
 class Regions(Part):
     _boundaries: dict[str, MultiPolygon] | None = None
 
+    def __init__(self, unit: Any) -> None:
+        super().__init__(unit)
+        self._stale: set[str] = set()  # countries whose members changed (see flush)
+
     def selection(self, with_boundary: bool, known_at: dt.datetime | None) -> Select[Any]:
         """Regions with their current boundary, or (``known_at``) the boundary they had then."""
         if known_at is None:
@@ -161,7 +165,14 @@ class Regions(Part):
         return True
 
     def _refresh_countries(self, *countries: str | None) -> None:
-        for country in sorted({c for c in countries if c is not None}):
+        """Mark these countries' boundaries for recomputing once, when the unit ends
+        (:meth:`flush`): a unit that replaces many members unions them once, not per member."""
+        self._stale.update(c for c in countries if c is not None)
+
+    def flush(self) -> None:
+        """Recompute the boundary of every country one of whose members changed in this unit."""
+        stale, self._stale = sorted(self._stale), set()
+        for country in stale:
             self._refresh_country(country)
 
     def _check_country(self, parent: str, slug: str) -> None:
