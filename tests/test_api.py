@@ -77,6 +77,8 @@ def test_regions_by_level(client: TestClient) -> None:
     assert {"crimea", "sevastopol", "sumy"} <= set(by_id["ukraine"]["members"])
     everything = client.get("/regions", params={"level": "all", "geometry": "false"}).json()
     assert len(everything["features"]) == 32
+    # Without geometry, each feature still says where it is.
+    assert all(f["geometry"] is None and len(f["bbox"]) == 4 for f in everything["features"])
     admin1 = {
         f["id"]: f["properties"]
         for f in everything["features"]

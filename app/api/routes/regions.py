@@ -74,7 +74,7 @@ def list_regions(
     known_at: KnownAt = None,
 ) -> GeoJSON:
     known = known_moment(known_at)
-    regions = unit.regions.all(with_boundary=geometry, known_at=known, levels=LEVELS)
+    regions = unit.regions.all(with_boundary=True, known_at=known, levels=LEVELS)
     members = _members(regions)
     features = [
         out.region_feature(r, geometry, members.get(r.slug))
