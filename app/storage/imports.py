@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.sql import Select
 
 from app.domain.timeutil import now
 from app.storage.base import Part
 from app.storage.dialect import insert_unless_duplicate
-from app.storage.tables import confirmations, import_files, observations, pieces, regions
+from app.storage.tables import confirmations, import_files, observations, pieces
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,8 @@ class LineHead:
 class Imports(Part):
     def begin_file(self, source: str, name: str, sha256: str, moment: Any) -> int | None:
         """Register a file for import; None when this source already imported the same bytes
-        (or a concurrent import is registering them now)."""
-        seen = self.c.execute(
-            select(import_files.c.id).where(
-                import_files.c.source == source, import_files.c.sha256 == sha256
-            )
-        ).first()
-        if seen is not None:
-            return None
+        (or a concurrent import is registering them now): the unique (source, sha256) decides,
+        in the one statement."""
         values = {
             "source": source,
             "name": name,
@@ -94,8 +88,9 @@ class Imports(Part):
         has ground, with its observation."""
         rows = self.c.execute(_GROUND_IN_FORCE, {"source": source, "basis": basis, "at": at})
         found: dict[tuple[str | None, str], dict[str, int]] = {}
-        for party, status, region, observation_id in rows:
-            found.setdefault((party, status), {})[region] = observation_id
+        for party, status, region, observation_id, valid_from in rows:
+            if valid_from <= at:
+                found.setdefault((party, status), {})[region] = observation_id
         return found
 
 
@@ -127,15 +122,25 @@ _REGIONS_OF = select(pieces.c.region).where(
     pieces.c.observation_id == bindparam("observation_id"), pieces.c.area_km2 > 0
 )
 
-_GROUND_IN_FORCE = select(
-    pieces.c.party, pieces.c.status, pieces.c.region, pieces.c.observation_id
-).where(
-    pieces.c.source == bindparam("source"),
-    pieces.c.basis == bindparam("basis"),
-    # Every region: so that the as-of index (region first) is used, not a scan of every piece.
-    pieces.c.region.in_(select(regions.c.slug)),
-    pieces.c.active.is_(True),
-    pieces.c.valid_from <= bindparam("at"),
-    or_(pieces.c.valid_until.is_(None), pieces.c.valid_until > bindparam("at")),
-    pieces.c.area_km2 > 0,
-)
+
+def _ground_in_force() -> Any:
+    """In the order of ix_pieces_open (migration 0009), by the end of the interval: at the
+    head of an import, the few pieces still open, however long the history before them. Two
+    branches, each one range of the index (SQLite does not split an OR into index ranges), and
+    no condition on ``valid_from``, which would tempt SQLite into the paging index and a scan of
+    the history before the moment: the caller drops the pieces that begin after it."""
+    columns = (pieces.c.party, pieces.c.status, pieces.c.region, pieces.c.observation_id)
+    same = (
+        pieces.c.source == bindparam("source"),
+        pieces.c.basis == bindparam("basis"),
+        pieces.c.active,  # '= true': the index's predicate
+        pieces.c.area_km2 > 0,
+    )
+    open_ = select(*columns, pieces.c.valid_from).where(*same, pieces.c.valid_until.is_(None))
+    ending = select(*columns, pieces.c.valid_from).where(
+        *same, pieces.c.valid_until > bindparam("at")
+    )
+    return union_all(open_, ending)
+
+
+_GROUND_IN_FORCE = _ground_in_force()

@@ -143,7 +143,9 @@ pieces = Table(
     Index("ix_pieces_group", "region", "party", "status", "source", "basis", "valid_from"),
     Index("ix_pieces_as_of", "region", "active", "valid_from", "valid_until"),
     # Migration 0008 adds ix_pieces_paging: (valid_from, observation_id, region in byte order)
-    # WHERE active, the order the control collection pages in (see Pieces.page).
+    # WHERE active, the order the control collection pages in (see Pieces.page); 0009 adds
+    # ix_pieces_open: (source, basis, valid_until) WHERE active, what a source has in force at
+    # the head of an import (see Imports.ground_in_force).
 )
 
 import_files = Table(
