@@ -13,6 +13,7 @@ from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
 
 from app.domain import geometry as geo
+from app.domain import pieces as pieces_module
 from app.domain.errors import InvalidInput
 from app.domain.model import Basis, NewObservation, Party, Source, SourceKind, Status
 from app.seed import load_regions, seed
@@ -215,6 +216,42 @@ def test_replacing_a_boundary_rebuilds_that_region(repo: Store) -> None:
     repo.save_region("kursk", region.name, region.country, region.country_code, smaller)
     [piece] = repo.in_force("kursk", day("2025-02-01"), PieceFilter())
     assert piece.area_km2 == pytest.approx(geo.geodesic_area_km2(smaller), rel=1e-9)
+
+
+def test_a_drawing_clipped_beforehand_is_used_only_against_the_same_boundaries(
+    repo: Store,
+) -> None:
+    """An import clips a drawing before its transaction opens (Preclipped): its parts are
+    stored as given while the boundaries are of the version they were clipped against, and
+    ignored (the drawing clipped anew) once a boundary has changed since."""
+    with repo.writer() as unit:
+        version = unit.regions.boundaries_version
+        boundaries = dict(unit.regions.boundaries)
+    assert version is not None
+    parts = pieces_module.clip_all(geo.to_multipolygon(SUDZHA_BOX), boundaries)
+    assert set(parts) == {"kursk"}
+    # Marked parts (a tenth of the box) show which clip was stored.
+    tenth = geo.to_multipolygon(box(35.2, 51.15, 35.22, 51.25))
+    marked = {"kursk": (tenth, geo.geodesic_area_km2(tenth))}
+    fresh = pieces_module.Preclipped(version, marked)
+    with repo.writer() as unit:
+        [used] = unit.observations.add([obs("2025-01-01", SUDZHA_BOX)], preclipped=[fresh])
+    assert used.areas_km2["kursk"] == pytest.approx(marked["kursk"][1])
+
+    region = repo.region("kursk")
+    larger = geo.to_multipolygon(shapely.union(region.boundary, box(35.0, 51.0, 36.0, 52.0)))
+    repo.save_region("kursk", region.name, region.country, region.country_code, larger)
+    with repo.writer() as unit:
+        assert unit.regions.boundaries_version == version + 1
+        [clipped_anew] = unit.observations.add([obs("2025-02-01", SUDZHA_BOX)], preclipped=[fresh])
+    assert clipped_anew.areas_km2["kursk"] == pytest.approx(parts["kursk"][1])
+    with repo.writer() as unit:
+        assert region.boundary is not None
+        unit.regions.save(
+            "kursk", region.name, region.country, region.country_code, region.boundary
+        )
+        # Changed in this unit, not committed: no version can vouch for these boundaries.
+        assert unit.regions.boundaries_version is None
 
 
 def test_seed_is_idempotent(empty_engine: Engine) -> None:

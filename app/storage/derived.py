@@ -16,14 +16,14 @@ from functools import cache
 from typing import Any
 
 from shapely.geometry import MultiPolygon
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Integer, bindparam, func, literal_column, select, union_all
 from sqlalchemy.sql import Select
 
 from app.domain import asof
 from app.domain.errors import InvalidInput
 from app.domain.model import NewObservation
-from app.domain.pieces import cut
-from app.storage.base import Part
+from app.domain.pieces import Clipped, Preclipped, cut
+from app.storage.base import Part, chunks
 from app.storage.dialect import lock_keys
 from app.storage.observations import observation_from_row
 from app.storage.regions import bbox_values
@@ -46,6 +46,7 @@ def piece_rows(
     boundaries: dict[str, MultiPolygon],
     where: str,
     active: bool = True,
+    clipped: Clipped | None = None,
 ) -> list[dict[str, Any]]:
     """The rows of the pieces of one observation (see :func:`app.domain.pieces.cut`)."""
     return [
@@ -65,7 +66,7 @@ def piece_rows(
             "area_km2": piece.area_km2,
             "reported_area_km2": piece.reported_area_km2,
         }
-        for piece in cut(obs, boundaries, where)
+        for piece in cut(obs, boundaries, where, clipped)
     ]
 
 
@@ -85,12 +86,23 @@ class Derived(Part):
                 at = None if known is None or at is None else min(known, at)
             self._touched[line] = at
 
-    def add(self, observation_id: int, obs: NewObservation, where: str) -> dict[str, float]:
+    def add(
+        self,
+        observation_id: int,
+        obs: NewObservation,
+        where: str,
+        preclipped: Preclipped | None = None,
+    ) -> dict[str, float]:
         """Store the pieces of a new observation; its measured area per region. Each piece is
         stored open until its own ``valid_to``: right when it is the newest of its line (an
         import's next map); :meth:`flush` ends the one it follows, and mends the line if it
-        landed in the middle (a back-dated record)."""
-        rows = piece_rows(observation_id, obs, self.unit.regions.boundaries, where)
+        landed in the middle (a back-dated record). ``preclipped``: the drawing already clipped
+        (by an import, outside the transaction), used if the boundaries have not changed since."""
+        regions = self.unit.regions
+        clipped = None
+        if preclipped is not None and preclipped.boundaries_version == regions.boundaries_version:
+            clipped = preclipped.parts
+        rows = piece_rows(observation_id, obs, regions.boundaries, where, clipped=clipped)
         if rows:
             self.c.execute(pieces.insert(), rows)
         self._touch(rows)
@@ -152,19 +164,28 @@ class Derived(Part):
         lines = sorted(self._touched, key=str)
         lock_keys(self.c, ["|".join(str(part) for part in line) for line in lines])
         changed: list[dict[str, Any]] = []
-        for line in lines:
-            since = self._touched[line]
-            region, party, status, source, basis = line
-            values = {"region": region, "party": party, "status": status, "source": source}
-            query = _tail(party is None, since is None)
-            rows = self.c.execute(query, {**values, "basis": basis, "since": since}).all()
-            for row, until in zip(rows, asof.validity_until(rows), strict=True):
-                if row.valid_until != until:
-                    changed.append({"o": row.observation_id, "r": region, "until": until})
+        for batch in chunks(lines, TAILS_PER_STATEMENT):
+            shape = tuple((line[1] is None, self._touched[line] is None) for line in batch)
+            params: dict[str, Any] = {}
+            for i, line in enumerate(batch):
+                for name, value in zip(LINE_COLUMNS, line, strict=True):
+                    params[f"{name}_{i}"] = value
+                params[f"since_{i}"] = self._touched[line]
+            tails: list[list[Any]] = [[] for _ in batch]
+            for row in self.c.execute(_tails(shape), params):
+                tails[row.line].append(row)
+            for line, rows in zip(batch, tails, strict=True):
+                rows.sort(key=lambda row: (row.valid_from, row.observation_id))
+                for row, until in zip(rows, asof.validity_until(rows), strict=True):
+                    if row.valid_until != until:
+                        changed.append({"o": row.observation_id, "r": line[0], "until": until})
         if changed:
             self.c.execute(_SET_UNTIL, changed)
         self._touched.clear()
 
+
+# Lines whose tails one statement reads (a UNION ALL of that many index probes).
+TAILS_PER_STATEMENT = 32
 
 _SET_UNTIL = (
     pieces.update()
@@ -174,30 +195,37 @@ _SET_UNTIL = (
 
 
 @cache
-def _tail(party_is_null: bool, whole: bool) -> Select[Any]:
-    """The active pieces of a line of testimony, in order, from the one in force before
-    ``since`` on (a suffix of the line, which holds every piece whose interval may have
-    changed since then), or all of them (``whole``). Built once: building costs more than
-    running it."""
+def _tails(shape: tuple[tuple[bool, bool], ...]) -> Any:
+    """The tails (see :func:`_tail`) of several lines in one statement: one round trip, however
+    many lines a unit touched. ``shape``: per line, (party is null, whole line); the rows carry
+    the line's position (``line``) and come in no particular order. Built once per shape."""
+    branches = [_tail(i, party_is_null, whole) for i, (party_is_null, whole) in enumerate(shape)]
+    return branches[0] if len(branches) == 1 else union_all(*branches)
+
+
+def _tail(i: int, party_is_null: bool, whole: bool) -> Select[Any]:
+    """The active pieces of the ``i``-th line of a statement (its parameters suffixed ``_i``),
+    from the one in force before ``since_i`` on (a suffix of the line, which holds every piece
+    whose interval may have changed since then), or all of them (``whole``)."""
     party = pieces.c.party
     same_line = [
-        pieces.c.region == bindparam("region"),
-        party.is_(None) if party_is_null else party == bindparam("party"),
-        pieces.c.status == bindparam("status"),
-        pieces.c.source == bindparam("source"),
-        pieces.c.basis == bindparam("basis"),
+        pieces.c.region == bindparam(f"region_{i}"),
+        party.is_(None) if party_is_null else party == bindparam(f"party_{i}"),
+        pieces.c.status == bindparam(f"status_{i}"),
+        pieces.c.source == bindparam(f"source_{i}"),
+        pieces.c.basis == bindparam(f"basis_{i}"),
         pieces.c.active.is_(True),
     ]
-    query = (
-        select(
-            pieces.c.observation_id, pieces.c.valid_from, pieces.c.valid_to, pieces.c.valid_until
-        )
-        .where(*same_line)
-        .order_by(pieces.c.valid_from, pieces.c.observation_id)
-    )
+    query = select(
+        literal_column(str(i), Integer).label("line"),
+        pieces.c.observation_id,
+        pieces.c.valid_from,
+        pieces.c.valid_to,
+        pieces.c.valid_until,
+    ).where(*same_line)
     if whole:
         return query
-    since = bindparam("since", type_=UTCDateTime())
+    since = bindparam(f"since_{i}", type_=UTCDateTime())
     before = (
         select(pieces.c.valid_from)
         .where(*same_line, pieces.c.valid_from < since)

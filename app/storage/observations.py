@@ -18,6 +18,7 @@ from app.domain import geometry as geo
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.model import Basis, Citation, NewObservation, Piece, Qualifier, Status
 from app.domain.observations import content_hash
+from app.domain.pieces import Preclipped
 from app.domain.timeutil import now
 from app.storage.base import Part, chunks
 from app.storage.dialect import insert_unless_duplicate
@@ -111,10 +112,12 @@ class Observations(Part):
         idempotency_key: str | None = None,
         import_file_id: int | None = None,
         names: list[str] | None = None,
+        preclipped: list[Preclipped | None] | None = None,
     ) -> list[WriteResult]:
         """Store observations with their pieces. Identical content is stored once (a unique
         index decides, also between concurrent writers): its existing id comes back with
-        ``created=False``. ``names`` label each item in error messages."""
+        ``created=False``. ``names`` label each item in error messages; ``preclipped`` gives
+        items' drawings already clipped to the regions (see :meth:`Derived.add`)."""
         results = []
         for index, obs in enumerate(items):
             where = names[index] if names else (f"feature {index}" if len(items) > 1 else "feature")
@@ -140,7 +143,8 @@ class Observations(Part):
                 results.append(WriteResult(existing, False, self.areas(existing)))
                 continue
             new_id = int(done[0])
-            areas = self.unit.derived.add(new_id, obs, where)
+            pre = preclipped[index] if preclipped else None
+            areas = self.unit.derived.add(new_id, obs, where, pre)
             results.append(WriteResult(new_id, True, areas))
         return results
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import shapely
 from shapely.geometry import MultiPolygon
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, true
 from sqlalchemy.sql import Select
 
 from app.domain import geometry as geo
@@ -16,7 +16,7 @@ from app.domain.model import ADMIN1, COUNTRY, Region
 from app.domain.timeutil import now
 from app.storage.base import Part
 from app.storage.dialect import for_update
-from app.storage.tables import region_boundaries, regions
+from app.storage.tables import data_version, region_boundaries, regions
 
 
 def bbox_values(geometry: Any) -> dict[str, float | None]:
@@ -28,6 +28,7 @@ def bbox_values(geometry: Any) -> dict[str, float | None]:
 
 class Regions(Part):
     _boundaries: dict[str, MultiPolygon] | None = None
+    _version: int | None = None
 
     def __init__(self, unit: Any) -> None:
         super().__init__(unit)
@@ -88,12 +89,29 @@ class Regions(Part):
         """Every first-level region's current boundary (what observations are cut into),
         prepared for fast predicates; read once a unit."""
         if self._boundaries is None:
-            query = select(regions.c.slug, regions.c.boundary).where(regions.c.level == ADMIN1)
-            found = dict(self.c.execute(query).all())
+            # With the boundaries' version, in one statement: one snapshot of both.
+            query = (
+                select(regions.c.slug, regions.c.boundary, data_version.c.boundaries)
+                .select_from(regions.outerjoin(data_version, true()))
+                .where(regions.c.level == ADMIN1)
+            )
+            rows = self.c.execute(query).all()
+            found = {slug: boundary for slug, boundary, _ in rows}
             for boundary in found.values():
                 shapely.prepare(boundary)
             self._boundaries = found
+            changed_here = self.unit.boundaries_changed
+            version = rows[0][2] if rows else None
+            self._version = None if changed_here or version is None else int(version)
         return self._boundaries
+
+    @property
+    def boundaries_version(self) -> int | None:
+        """The version of :attr:`boundaries` (``DataVersion.boundaries``): what a
+        :class:`~app.domain.pieces.Preclipped` drawing must have been clipped against; None
+        when this unit changed a boundary (not committed: no version is it yet)."""
+        self.boundaries  # noqa: B018 - read with its version
+        return self._version
 
     def save(
         self,
