@@ -23,9 +23,10 @@ from typing import Any
 import httpx
 import pytest
 from shapely.geometry import shape
+from sqlalchemy import Engine
 
 from app.settings import PROJECT_ROOT
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, serve
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.options import Options  # noqa: E402
@@ -351,6 +352,29 @@ def test_a_permalink_restores_the_view(browser: WebDriver, live_server: LiveServ
     run_async(browser, "await atlas.whenIdle();")
     screenshot(browser, f"viewer-permalink-change-{live_server.backend}")
     assert_clean(browser, (live_server.url,))
+
+
+def test_when_reads_need_a_token_the_viewer_says_so(
+    browser: WebDriver, seeded_engine: Engine
+) -> None:
+    """The page and its scripts stay open; the data does not, and the page says why."""
+    backend = "postgis" if seeded_engine.dialect.name == "postgresql" else "sqlite"
+    with serve(seeded_engine, backend, require_token_for_reads=True) as locked:
+        browser.get("about:blank")
+        requests_made(browser)
+        open_viewer(browser, f"{locked.url}/")
+        status = browser.find_element("id", "status").text
+        assert "asks for a token for every read" in status
+        assert "Authorization: Bearer" in status
+        made = {r["url"].removeprefix(locked.url): r.get("status") for r in requests_made(browser)}
+        assert made["/"] == 200
+        assert made["/static/viewer/viewer.js"] == 200
+        assert made["/regions"] == 401
+        # The only errors in the console are those 401s: no script failed.
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors
+        assert all("401" in e["message"] for e in errors), errors
+        screenshot(browser, f"viewer-token-needed-{backend}")
 
 
 @pytest.mark.parametrize(("view", "hash_"), [("Kursk", "&region=kursk"), ("whole theatre", "")])

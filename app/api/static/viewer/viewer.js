@@ -27,8 +27,12 @@
   async function getJSON(url) {
     if (cache.has(url)) return cache.get(url);
     const response = await fetch(url, { headers: { Accept: "application/json, application/geo+json" } });
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.detail || body.title || `${response.status} from ${url}`);
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const error = new Error(body.detail || body.title || `${response.status} from ${url}`);
+      error.status = response.status;
+      throw error;
+    }
     cache.set(url, body);
     return body;
   }
@@ -550,10 +554,16 @@
   async function start() {
     readHash();
     const mapLoaded = new Promise((resolve) => map.once("load", resolve));
-    const [regions, sources, parties, pieces] = await Promise.all([
-      getJSON("/regions"), getJSON("/sources"), getJSON("/parties"),
-      getJSON("/exports/observations?format=geojson&geometry=none"),
-    ]);
+    let regions, sources, parties, pieces;
+    try {
+      [regions, sources, parties, pieces] = await Promise.all([
+        getJSON("/regions"), getJSON("/sources"), getJSON("/parties"),
+        getJSON("/exports/observations?format=geojson&geometry=none"),
+      ]);
+    } catch (error) {
+      cannotRead(error);
+      return false;
+    }
     data.regions = regions;
     data.sources = sources.sources || sources;
     data.parties = parties.parties || parties;
@@ -574,7 +584,20 @@
     addLayers();
     await selectRegion(state.region, true);
     await whenIdle();
+    return true;
   }
+
+  function cannotRead(error) {
+    // Nothing to draw: say why where the legend's status goes; no region to choose.
+    const message = error.status === 401
+      ? "This service asks for a token for every read (REQUIRE_TOKEN_FOR_READS), and the map " +
+        "viewer cannot send one. Programs can read with 'Authorization: Bearer <token>' (see /docs)."
+      : `The map's data could not be read: ${error.message}`;
+    data.error = message;
+    $("status").innerHTML = `<span class="warn">${esc(message)}</span>`;
+    $("region-body").innerHTML = "";
+  }
+
 
   // For tests and the console: the map, the state, and a promise that the first view is drawn.
   window.atlas = { map, state, data, setAt, selectRegion, render, shownFeatures, whenIdle, ready: start() };
