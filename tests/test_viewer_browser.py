@@ -22,17 +22,23 @@ from typing import Any
 
 import httpx
 import pytest
-from shapely.geometry import shape
+from shapely.geometry import box, mapping, shape
+from sqlalchemy import Engine
 
+from app.domain.model import Source, SourceKind
+from app.domain.tokens import Scope
+from app.seed import seed
 from app.settings import PROJECT_ROOT
-from tests.conftest import LiveServer
+from tests.conftest import DATA_DIR, LiveServer, serve
+from tests.store import Store
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
@@ -205,6 +211,30 @@ def drawn(driver: WebDriver) -> list[dict[str, Any]]:
     return features
 
 
+def km2_text(value: float) -> str:
+    """A figure as the viewer writes it: thousands separated, at most one decimal."""
+    return f"{value:,.1f}".removesuffix(".0") + " km²"
+
+
+def outlined(driver: WebDriver) -> set[str]:
+    """The regions the selected-region layer outlines on the map now."""
+    slugs: list[str] = driver.execute_script(
+        "return atlas.map.queryRenderedFeatures({ layers: ['region-selected'] })"
+        ".map((f) => f.properties.slug);"
+    )
+    return set(slugs)
+
+
+def wait_for_totals(driver: WebDriver) -> None:
+    """Until the region panel shows a country's claims and its chart."""
+    WebDriverWait(driver, 20).until(
+        lambda d: (
+            d.find_elements("css selector", "table.claims.totals")
+            and d.find_elements("css selector", ".chart path.series")
+        )
+    )
+
+
 # --- the viewer -------------------------------------------------------------------------------
 
 
@@ -224,7 +254,8 @@ def test_the_root_opens_on_the_map_clean_and_offline(
     notice = browser.find_element("css selector", ".notice").text
     assert "Claims conflict" in notice
     options = browser.find_elements("css selector", "#region option")
-    assert len(options) == 1 + len(httpx.get(f"{live_server.url}/regions").json()["features"])
+    regions = httpx.get(f"{live_server.url}/regions", params={"level": "all"}).json()
+    assert len(options) == 1 + len(regions["features"])  # and "whole theatre"
     screenshot(browser, f"viewer-theatre-{live_server.backend}")
 
 
@@ -351,6 +382,185 @@ def test_a_permalink_restores_the_view(browser: WebDriver, live_server: LiveServ
     run_async(browser, "await atlas.whenIdle();")
     screenshot(browser, f"viewer-permalink-change-{live_server.backend}")
     assert_clean(browser, (live_server.url,))
+
+
+def test_a_country_from_the_region_choice_and_its_permalink(
+    browser: WebDriver, live_server: LiveServer
+) -> None:
+    """Russia by Kyiv's account on the seed: the sums over Belgorod, Bryansk and Kursk (only
+    Kursk has claims), the member regions outlined, and the link that brings it back."""
+    open_viewer(browser, f"{live_server.url}/map#at=2025-04-26&illustrative=1")
+    countries = httpx.get(
+        f"{live_server.url}/regions", params={"level": "country", "geometry": "false"}
+    ).json()["features"]
+    group = browser.find_element("css selector", '#region optgroup[label^="Countries"]')
+    labels = [o.text for o in group.find_elements("tag name", "option")]
+    assert labels == ["Russia (Belgorod, Bryansk, Kursk)", "Ukraine (27 regions)"]
+    assert [c["id"] for c in countries] == ["russia", "ukraine"]
+    assert len(countries[1]["properties"]["members"]) == 27
+
+    Select(browser.find_element("id", "region")).select_by_value("russia")
+    wait_for_totals(browser)
+    assert "region=russia" in browser.execute_script("return location.hash")
+    assert browser.find_element("css selector", "#region-body h3").text == "Russia at 2025-04-26"
+    claims = httpx.get(
+        f"{live_server.url}/regions/russia/claims",
+        params={"at": "2025-04-26", "party": "UA", "status": ["controlled", "contested"]},
+    ).json()["claims"]
+    rows = browser.find_elements("css selector", "table.claims.totals tr")[1:]
+    assert len(rows) == len(claims) == 4
+    for row, claim in zip(rows, claims, strict=True):
+        assert claim["source_name"] in row.text
+        assert km2_text(claim["area_km2"]) in row.text
+        assert row.text.endswith("Kursk")  # the member its figure comes from
+    assert "1,294 km²" in rows[0].text  # Syrskyi's August figure, still in force
+    series = httpx.get(
+        f"{live_server.url}/regions/russia/area",
+        params={"party": "UA", "status": ["controlled", "contested"]},
+    ).json()["series"]
+    lines = browser.find_elements("css selector", ".chart path.series")
+    assert sorted(line.get_attribute("data-source") for line in lines) == sorted(
+        s["source"] for s in series
+    )
+    run_async(browser, "await atlas.whenIdle();")
+    assert outlined(browser) == {"belgorod", "bryansk", "kursk"}
+    panel = browser.find_element("id", "side")
+    browser.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight", panel)
+    screenshot(browser, f"viewer-russia-{live_server.backend}")
+
+    permalink, shown = browser.current_url, [row.text for row in rows]
+    open_viewer(browser, permalink)
+    assert browser.find_element("id", "region").get_attribute("value") == "russia"
+    wait_for_totals(browser)
+    again = browser.find_elements("css selector", "table.claims.totals tr")[1:]
+    assert [row.text for row in again] == shown
+    assert_clean(browser, (live_server.url,))
+
+
+@pytest.fixture
+def ukraine_server(empty_engine: Engine) -> Iterator[LiveServer]:
+    """The seed, and a desk's map of Russian-held ground in two Ukrainian regions: Kharkiv
+    from 1 March 2025, and Donetsk too from 1 April (the map redrawn with both)."""
+    repo = Store(empty_engine)
+    seed(repo.db, DATA_DIR)
+    repo.save_source(Source("test-desk", "Test desk map", SourceKind.OSINT, None, None))
+    with repo.writer() as unit:
+        token = unit.tokens.create("desk", Scope.WRITE)
+    kharkiv = box(37.5, 49.55, 37.75, 49.7)  # near Kupiansk
+    donetsk = box(37.1, 48.2, 37.3, 48.35)  # around Pokrovsk
+    backend = "postgis" if empty_engine.dialect.name == "postgresql" else "sqlite"
+    with serve(empty_engine, backend) as live:
+        for since, geometry in (("2025-03-01", kharkiv), ("2025-04-01", kharkiv.union(donetsk))):
+            properties = {
+                "source": "test-desk",
+                "party": "RU",
+                "status": "controlled",
+                "valid_from": since,
+                "citation": {"title": "Desk map", "publisher": "Test desk"},
+            }
+            r = httpx.post(
+                f"{live.url}/observations",
+                json={"type": "Feature", "properties": properties, "geometry": mapping(geometry)},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert r.status_code == 201, r.text
+        yield live
+
+
+def test_ukraine_from_a_permalink_shows_the_sums_over_its_regions(
+    browser: WebDriver, ukraine_server: LiveServer
+) -> None:
+    """The link opens Ukraine's panel: each figure the API's sum over its regions (here Kharkiv
+    and Donetsk), the chart's points those of its area series, the union drawn, the 27 regions
+    outlined, the change between two dates, and a click on the union."""
+    url = ukraine_server.url
+    open_viewer(browser, f"{url}/map#at=2025-04-26&region=ukraine&change=2025-03-01,2025-04-26")
+    wait_for_totals(browser)
+    assert browser.find_element("id", "region").get_attribute("value") == "ukraine"
+    assert browser.find_element("css selector", "#region-body h3").text == "Ukraine at 2025-04-26"
+    params = {"party": "RU", "status": ["controlled", "contested"]}
+
+    def claims(region: str) -> list[dict[str, Any]]:
+        body = httpx.get(f"{url}/regions/{region}/claims", params={**params, "at": "2025-04-26"})
+        found: list[dict[str, Any]] = body.json()["claims"]
+        return found
+
+    [claim] = claims("ukraine")
+    own = [claims(region)[0]["area_km2"] for region in ("kharkiv", "donetsk")]
+    assert claim["area_km2"] == pytest.approx(sum(own), abs=0.15)  # a sum over its regions
+    [row] = browser.find_elements("css selector", "table.claims.totals tr")[1:]
+    assert "Test desk map" in row.text
+    assert km2_text(claim["area_km2"]) in row.text
+    regions = ", ".join(slug.capitalize() for slug in claim["regions"])  # what it sums
+    assert regions == "Donetsk, Kharkiv"
+    assert regions in row.text
+
+    # the chart: the API's series, point by point
+    [series] = httpx.get(f"{url}/regions/ukraine/area", params=params).json()["series"]
+    assert [p["at"][:10] for p in series["points"]] == ["2025-03-01", "2025-04-01"]
+    titles = [
+        c.get_attribute("textContent")
+        for c in browser.find_elements(
+            "css selector", '.chart circle.point[data-source="test-desk"]'
+        )
+    ]
+    assert titles == [
+        f"Test desk map: {km2_text(p['area_km2'])} (measured) on {p['at'][:10]}"
+        for p in series["points"]
+    ]
+
+    # the map: the union over its regions drawn, its 27 regions outlined, the slider's stops
+    assert [round(f["area_km2"]) for f in drawn(browser)] == [round(claim["area_km2"])]
+    run_async(browser, "await atlas.whenIdle();")
+    members = httpx.get(f"{url}/regions/ukraine").json()["properties"]["members"]
+    assert outlined(browser) == set(members)
+    assert browser.execute_script("return atlas.data.dates") == ["2025-03-01", "2025-04-01"]
+    # the change between the two dates: the Donetsk ground gained, nothing lost
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return atlas.data.changes"))
+    changes = browser.execute_script(
+        "return atlas.data.changes.map((f) => [f.properties.change, f.properties.area_km2])"
+    )
+    assert [kind for kind, _ in changes] == ["gained"]
+    assert changes[0][1] == pytest.approx(own[1], abs=0.15)
+    # a click on the Kharkiv square: the country's union, whose figure is the sum
+    x, y = browser.execute_script(
+        "const p = atlas.map.project([37.625, 49.625]); const c = atlas.map.getCanvas();"
+        "return [p.x - c.clientWidth / 2, p.y - c.clientHeight / 2];"
+    )
+    canvas = browser.find_element("css selector", "#map canvas")
+    ActionChains(browser).move_to_element_with_offset(canvas, round(x), round(y)).click().perform()
+    popup = WebDriverWait(browser, 10).until(
+        lambda d: d.find_element("css selector", ".maplibregl-popup-content")
+    )
+    assert "Test desk map" in popup.text
+    assert f"sum over {regions}: {km2_text(claim['area_km2'])}" in popup.text
+    panel = browser.find_element("id", "side")
+    browser.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight", panel)
+    screenshot(browser, f"viewer-ukraine-{ukraine_server.backend}")
+    assert_clean(browser, (url,))
+
+
+def test_when_reads_need_a_token_the_viewer_says_so(
+    browser: WebDriver, seeded_engine: Engine
+) -> None:
+    """The page and its scripts stay open; the data does not, and the page says why."""
+    backend = "postgis" if seeded_engine.dialect.name == "postgresql" else "sqlite"
+    with serve(seeded_engine, backend, require_token_for_reads=True) as locked:
+        browser.get("about:blank")
+        requests_made(browser)
+        open_viewer(browser, f"{locked.url}/")
+        status = browser.find_element("id", "status").text
+        assert "asks for a token for every read" in status
+        assert "Authorization: Bearer" in status
+        made = {r["url"].removeprefix(locked.url): r.get("status") for r in requests_made(browser)}
+        assert made["/"] == 200
+        assert made["/static/viewer/viewer.js"] == 200
+        assert made["/regions"] == 401
+        # The only errors in the console are those 401s: no script failed.
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors
+        assert all("401" in e["message"] for e in errors), errors
+        screenshot(browser, f"viewer-token-needed-{backend}")
 
 
 @pytest.mark.parametrize(("view", "hash_"), [("Kursk", "&region=kursk"), ("whole theatre", "")])

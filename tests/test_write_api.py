@@ -6,20 +6,27 @@ Each test gets its own seeded database (SQLite file and PostGIS), because each o
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi.dependencies.utils import get_flat_params
+from fastapi.params import Query
 from fastapi.testclient import TestClient
 from shapely.geometry import box, shape
 from sqlalchemy import Engine
 
 from app.api.app import create_app
+from app.api.ogc.collections import COLLECTIONS
+from app.api.routing import route_table
 from app.domain import geometry as geo
 from app.domain.tokens import Scope
 from app.seed import seed
 from app.settings import Settings
+from app.storage.published import PublishedArea, SnapshotAreas
 from tests.conftest import DATA_DIR
 from tests.store import Store
 
@@ -459,6 +466,118 @@ def test_reads_can_require_a_token(empty_engine: Engine) -> None:
         assert locked.client.get("/regions").status_code == 401
         assert locked.client.get("/regions", headers=locked.write).status_code == 200
         assert locked.client.get("/healthz").status_code == 200  # probes stay open
+
+
+# The routes that answer without a token when reads need one, and why: none of them answers
+# with data. Every other GET route must be a 401 without a token (see the test below).
+OPEN_WHEN_READS_NEED_A_TOKEN = {
+    "/healthz": "liveness probes carry no token",
+    "/problems/{slug}": "what a problem type means: linked from every error, 401s included",
+    "/openapi.json": "the API definition: what to send, which operations need a token",
+    "/api": "the same, as OpenAPI 3.0",
+    "/docs": "the page that renders the API definition",
+    "/redoc": "the same, another renderer",
+    "/": "the landing page (links, name, version); a browser gets the viewer's page",
+    "/conformance": "the list of the standards' conformance classes implemented",
+    "/map": "the viewer's page: script and style, no data; its reads ask for the token",
+    "/static/{path}": "the package's scripts, styles and vendored libraries",
+}
+SUDZHA_TILE = {"tileMatrixSetId": "WebMercatorQuad", "z": "6", "x": "38", "y": "21"}
+REQUIRED_QUERY = {"party": "UA", "from": "2024-08-31", "to": "2025-04-26", "at": "2025-04-26"}
+
+
+def _get_routes(app: Any) -> list[tuple[str, Any]]:
+    """Every path template the app answers GET on (included routers, mounts), with its route."""
+    found = []
+    for route in route_table(app.routes):
+        methods = getattr(route, "methods", None)
+        if methods is None or "GET" in methods:  # a mount (static files) answers GET
+            found.append((route.path_format, route))
+    return found
+
+
+def _required_query(route: Any) -> dict[str, str]:
+    """Values for the query parameters the route cannot do without."""
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return {}
+    names = [
+        f.alias
+        for f in get_flat_params(dependant)
+        if isinstance(f.field_info, Query) and f.field_info.is_required()
+    ]
+    return {name: REQUIRED_QUERY[name] for name in names}
+
+
+def _targets(template: str, client: TestClient, token: dict[str, str], snapshot: str) -> list[str]:
+    """Real paths for a template: every collection, a seeded region and country, source, party,
+    observation, snapshot, problem type, a tile over Sudzha, a feature of each collection. A
+    new path parameter is a KeyError here until it is given a value."""
+    values: dict[str, list[str]] = {
+        "collectionId": list(COLLECTIONS),
+        "observation_id": ["1"],
+        "code": ["UA"],
+        "snapshot": [snapshot],
+        "path": ["viewer/viewer.js"],
+        **{name: [value] for name, value in SUDZHA_TILE.items()},
+    }
+    if template.startswith("/regions/"):
+        values["slug"] = ["kursk", "russia"]
+    elif template.startswith("/sources/"):
+        values["slug"] = ["ua-general-staff"]
+    elif template.startswith("/problems/"):
+        values["slug"] = ["unauthorized"]
+    paths = [template]
+    for name in re.findall(r"{(\w+)}", template):
+        if name == "featureId":
+            continue
+        paths = [p.replace(f"{{{name}}}", v) for p in paths for v in values[name]]
+    if "{featureId}" in template:
+        with_feature = []
+        for path in paths:
+            items = path.removesuffix("/{featureId}")
+            page = client.get(items, params={"limit": 1}, headers=token).json()
+            with_feature.append(path.replace("{featureId}", str(page["features"][0]["id"])))
+        paths = with_feature
+    return paths
+
+
+def test_every_read_needs_the_token_when_reads_do(empty_engine: Engine) -> None:
+    """Every GET route of the app, with real path values on the seeded database: a 401 without
+    a token, and a 200 with one, but for the few service routes that hold no data. A route
+    added later is walked too; one that forgets ``read_access`` fails here."""
+    for api in make_api(empty_engine, require_token_for_reads=True):
+        snapshot = "1745625600"
+        api.repo.save_published(
+            SnapshotAreas(
+                "ua-general-staff",
+                snapshot,
+                dt.datetime(2025, 4, 26, tzinfo=dt.UTC),
+                (PublishedArea("#a52714", "occupied", 30.0, None, 29.9, 0.3, False),),
+            )
+        )
+        routes = _get_routes(api.client.app)
+        templates = {template for template, _ in routes}
+        assert set(OPEN_WHEN_READS_NEED_A_TOKEN) <= templates, "the list names live routes"
+        walked = {"/parties", "/sources", "/regions/{slug}/claims", "/collections/{collectionId}"}
+        assert walked <= templates  # included routers are walked, nested or copied
+        assert any("/tiles/" in t for t in templates)
+        document = api.client.get("/openapi.json").json()["paths"]
+        checked = 0
+        for template, route in routes:
+            query = _required_query(route)
+            for path in _targets(template, api.client, api.write, snapshot):
+                open_ = template in OPEN_WHEN_READS_NEED_A_TOKEN
+                anonymous = api.client.get(path, params=query)
+                assert anonymous.status_code == (200 if open_ else 401), (path, anonymous.text)
+                if not open_:
+                    assert anonymous.headers["content-type"] == PROBLEM
+                    # and the API definition says so
+                    assert "401" in document[template]["get"]["responses"], template
+                with_token = api.client.get(path, params=query, headers=api.write)
+                assert with_token.status_code == 200, (path, with_token.text)
+                checked += 1
+        assert checked >= len(routes)
 
 
 def test_retraction_reason_can_come_in_a_json_body(api: Api) -> None:

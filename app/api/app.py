@@ -101,7 +101,8 @@ def create_app(
     problems.install(app)
     reads = [Depends(read_access)]  # public unless REQUIRE_TOKEN_FOR_READS
     viewer.install(app)
-    app.include_router(meta.router)
+    app.include_router(meta.router)  # /healthz and /problems open; /parties, /sources guarded
+    app.include_router(ogc.about)  # no data: landing page, conformance, /api
     app.include_router(ogc.router, dependencies=reads)
     app.include_router(ogc_tiles.router, dependencies=reads)
     app.include_router(regions.router, dependencies=reads)

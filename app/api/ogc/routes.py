@@ -46,6 +46,11 @@ from app.storage.base import chunks
 from app.storage.tiles import LAYERS
 
 router = APIRouter(tags=["OGC API - Features"], route_class=CheckedRoute)
+# What the service is (landing page, conformance, API definition): no data, so open even when
+# reads need a token (the app includes it without ``read_access``), like /openapi.json and
+# /docs. A client learns from it where to go and that a token is needed; a browser at ``/``
+# gets the map viewer's page, whose reads then ask for the token.
+about = APIRouter(tags=["OGC API - Features"], route_class=CheckedRoute)
 
 JSON_TYPE = "application/json"
 HTML_TYPE = "text/html"
@@ -222,7 +227,7 @@ def _collection(collection_id: str) -> Collection:
 # --- landing, conformance, API definition -----------------------------------------------------
 
 
-@router.get(
+@about.get(
     "/",
     summary="Landing page: what this service is, and where to go next",
     description="JSON for programs; a browser (HTML preferred in `Accept`, no `f`) gets the map "
@@ -260,7 +265,7 @@ def landing(request: Request, _connection: ConnectionParameters, f: Format = Non
     )
 
 
-@router.get("/conformance", summary="The conformance classes this service implements")
+@about.get("/conformance", summary="The conformance classes this service implements")
 def conformance(request: Request, _connection: ConnectionParameters, f: Format = None) -> Response:
     if wants_html(request, f):
         return html.page("Conformance", html.bullet_list(CONFORMANCE), self_links(request))
@@ -314,7 +319,7 @@ def shared_parameters(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
-@router.get(
+@about.get(
     "/api",
     summary="The API definition, OpenAPI 3.0",
     responses={200: {"content": {OPENAPI_30_MEDIA_TYPE: {}}}},

@@ -1,13 +1,15 @@
-"""The service's own resources: health, parties, sources, problem types."""
+"""The service's own resources: health and problem types, open to all; parties and sources,
+which are data and so need a token when reads do (REQUIRE_TOKEN_FOR_READS)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 
 from app import __version__
 from app.api import serialize as out
+from app.api.auth import read_access
 from app.api.deps import Unit
 from app.api.problems import PROBLEM_TYPES
 from app.api.responses import JSON
@@ -23,7 +25,12 @@ def health(unit: Unit) -> JSON:
     return JSON({"status": "ok", "database": unit.dialect, "version": __version__})
 
 
-@router.get("/parties", tags=["reference"], summary="Parties: the sides whose ground is mapped")
+@router.get(
+    "/parties",
+    tags=["reference"],
+    summary="Parties: the sides whose ground is mapped",
+    dependencies=[Depends(read_access)],
+)
 def parties(unit: Unit) -> JSON:
     return JSON(
         [{"code": p.code, "name": p.name, "color": p.color} for p in unit.reference.parties()]
@@ -34,6 +41,7 @@ def parties(unit: Unit) -> JSON:
     "/sources",
     tags=["reference"],
     summary="Sources: who gives the figures and polygons, and which party each speaks for",
+    dependencies=[Depends(read_access)],
 )
 def sources(unit: Unit) -> JSON:
     return JSON([out.source_json(s) for s in unit.reference.sources()])

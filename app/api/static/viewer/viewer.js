@@ -2,8 +2,10 @@
    service itself (/static/vendor/...). Everything it shows comes from the public API:
    /regions, /sources, /parties, /exports/observations (the dates on which sources changed),
    /regions/{slug}/control or /collections/control/items (what is drawn at a moment),
-   /regions/{slug}/claims, /area and /change/geometry (the region panel).
-   The view lives in the URL hash: #at=2025-04-26&region=kursk&sources=a,b&illustrative=1&max_age=30 */
+   /regions/{slug}/claims, /area and /change/geometry (the region panel), for a first-level
+   region or a country (/regions?level=country: the sums over its member regions).
+   The view lives in the URL hash: #at=2025-04-26&region=kursk&sources=a,b&illustrative=1&max_age=30
+   (region=ukraine for a country). */
 (() => {
   "use strict";
 
@@ -17,7 +19,7 @@
   const km2 = (value) => (value === null || value === undefined ? "–" : `${Number(value).toLocaleString("en", { maximumFractionDigits: 1 })} km²`);
 
   const state = { at: "", region: "", sources: null, illustrative: false, maxAge: null, change: null };
-  const data = { pieces: [], sources: [], parties: [], regions: null, dates: [], current: null };
+  const data = { pieces: [], sources: [], parties: [], regions: null, countries: [], dates: [], current: null };
   const cache = new Map();
   let renderToken = 0;
   let playing = null;
@@ -27,8 +29,12 @@
   async function getJSON(url) {
     if (cache.has(url)) return cache.get(url);
     const response = await fetch(url, { headers: { Accept: "application/json, application/geo+json" } });
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.detail || body.title || `${response.status} from ${url}`);
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const error = new Error(body.detail || body.title || `${response.status} from ${url}`);
+      error.status = response.status;
+      throw error;
+    }
     cache.set(url, body);
     return body;
   }
@@ -194,7 +200,7 @@
       map.setFilter(id, ["all", ["==", ["get", "illustrative"], illustrative], bySource]);
       if (illustrative) map.setLayoutProperty(id, "visibility", state.illustrative ? "visible" : "none");
     }
-    map.setFilter("region-selected", ["==", ["get", "slug"], state.region]);
+    map.setFilter("region-selected", ["in", ["get", "slug"], ["literal", members(state.region)]]);
   }
 
   const enabledSources = () => data.sources.map((s) => s.slug).filter((slug) => !state.sources || state.sources.has(slug));
@@ -211,9 +217,10 @@
   function changeDates() {
     // The dates on which the shown sources changed: when a claim starts or stops being in force.
     const shown = new Set(enabledSources());
+    const within = new Set(members(state.region));
     const dates = new Set();
     for (const p of data.pieces) {
-      if (state.region && p.region !== state.region) continue;
+      if (state.region && !within.has(p.region)) continue;
       if (!shown.has(p.source) || (p.illustrative && !state.illustrative)) continue;
       dates.add(day(p.valid_from));
       if (p.valid_until) dates.add(day(p.valid_until));
@@ -329,6 +336,16 @@
     return features.map(({ properties: p }) => {
       if (p.change) return `<p><strong>${esc(p.change)}</strong> ${km2(p.area_km2)} according to ${esc(sourceName(p.source))}</p>`;
       const party = p.party || "no party";
+      if (p.regions !== undefined) {
+        // A country's total: the union of its member regions' pieces of one source. (The map
+        // hands back a feature's list properties as JSON text.)
+        const regions = typeof p.regions === "string" ? JSON.parse(p.regions) : p.regions;
+        return `<div class="claim"><strong>${esc(sourceName(p.source))}</strong>${p.illustrative ? " <em>(schematic illustration, not surveyed)</em>" : ""}<br>
+          ${esc(party)} · ${esc(p.status)} · ${esc(p.basis)}<br>
+          sum over ${esc(regions.map(shortName).join(", "))}: ${km2(p.area_km2)}<br>
+          in force since ${esc(day(p.oldest_valid_from))}${day(p.oldest_valid_from) === day(p.valid_from) ? "" : ` – ${esc(day(p.valid_from))}`}, age ${p.age_days ?? "?"} days at ${esc(state.at)}<br>
+          <small>citations: in each region's own panel</small></div>`;
+      }
       return `<div class="claim"><strong>${esc(sourceName(p.source))}</strong>${p.illustrative ? " <em>(schematic illustration, not surveyed)</em>" : ""}<br>
         ${esc(party)} · ${esc(p.status)} · ${esc(p.basis)}<br>
         valid ${esc(day(p.valid_from))} – ${p.valid_until ? esc(day(p.valid_until)) : "still the latest word"}<br>
@@ -354,15 +371,54 @@
 
   // --- the region panel ------------------------------------------------------------------------
 
+  // A region is a first-level region (drawn on the map) or a country (/regions?level=country),
+  // whose figures are the sums over its member regions (its `members`; their features name it
+  // as their `parent`).
+  const country = (slug) => data.countries.find((f) => f.id === slug);
+  const regionFeature = (slug) => data.regions.features.find((f) => f.id === slug) || country(slug);
+  const regionName = (slug) => regionFeature(slug)?.properties.name || slug;
+  const shortName = (slug) => regionName(slug).replace(/ Oblast$/, ""); // in lists of members
+
+  function members(slug) {
+    // The first-level regions a region's figures come from: itself, or a country's members.
+    if (!slug) return [];
+    const found = country(slug);
+    return found ? found.properties.members : [slug];
+  }
+
+  function memberNames(feature) {
+    // "Belgorod, Bryansk, Kursk"; "27 regions" when a list would be long.
+    const names = feature.properties.members.map(shortName);
+    return names.length <= 3 ? names.join(", ") : `${names.length} regions`;
+  }
+
+  const countryLabel = (feature) => `${feature.properties.name} (${memberNames(feature)})`;
+
+  function fillRegionChoice() {
+    const group = (label, features, text) => {
+      const element = document.createElement("optgroup");
+      element.label = label;
+      for (const f of features) {
+        const option = document.createElement("option");
+        option.value = f.id;
+        option.textContent = text(f);
+        element.append(option);
+      }
+      $("region").append(element);
+    };
+    if (data.countries.length) group("Countries: sums over their regions", data.countries, countryLabel);
+    group("Regions", data.regions.features, (f) => f.properties.name);
+  }
+
   function selectRegion(slug, fit) {
     state.region = slug;
     $("region").value = slug;
     if (!slug) {
       state.change = null;
       map.getSource("change").setData(EMPTY);
-      $("region-body").innerHTML = '<p class="small">Choose a region, or click one on the map.</p>';
+      $("region-body").innerHTML = '<p class="small">Choose a region or a country, or click a region on the map.</p>';
     }
-    const feature = data.regions.features.find((f) => f.id === slug);
+    const feature = regionFeature(slug);
     if (fit && feature && feature.bbox) map.fitBounds(feature.bbox, { padding: 30, duration: 0 });
     return render();
   }
@@ -383,11 +439,12 @@
       Promise.all(parties.map((party) => getJSON(`/regions/${encodeURIComponent(slug)}/area?party=${party}&status=controlled&status=contested`))),
     ]);
     if (token !== renderToken) return;
-    const name = data.regions.features.find((f) => f.id === slug)?.properties.name || slug;
-    let html = `<h3>${esc(name)} at ${esc(state.at)}</h3>`;
+    const total = country(slug);
+    let html = `<h3>${esc(regionName(slug))} at ${esc(state.at)}</h3>`;
+    if (total) html += `<p class="small country-note">The whole country: each figure is one source's sum over its regions (${esc(memberNames(total))}); the regions' own panels give the citations.</p>`;
     claims.forEach((body, i) => {
       if (!body.claims.length) return;
-      html += `<h4>Ground credited to ${esc(parties[i])}: claims side by side</h4>${claimsTable(body)}`;
+      html += `<h4>Ground credited to ${esc(parties[i])}: claims side by side</h4>${total ? totalsTable(body) : claimsTable(body)}`;
     });
     if (!claims.some((b) => b.claims.length)) html += "<p>No claim is in force at this moment.</p>";
     data.mainParty = parties[areas.findIndex((body) => body.series.length)] || parties[0];
@@ -409,6 +466,25 @@
       ? `<p class="small">Spread: <strong>${km2(body.spread.spread_km2)}</strong> between ${esc(sourceName(body.spread.high.source))} (${km2(body.spread.high.area_km2)}) and ${esc(sourceName(body.spread.low.source))} (${km2(body.spread.low.area_km2)}). Illustrations left out.</p>`
       : "";
     return `<table class="claims"><tr><th>source</th><th>figure</th><th>date, age</th><th>citation</th></tr>${rows}</table>${spread}`;
+  }
+
+  function totalsTable(body) {
+    // A country's claims: per source, the sum of its member regions' figures in force, with the
+    // dates of the oldest and newest of them and the regions they come from.
+    const rows = body.claims.map((c) => {
+      const dates = day(c.oldest) === day(c.newest) ? day(c.newest) : `${day(c.oldest)} – ${day(c.newest)}`;
+      const drawn = c.drawn_area_km2 !== null && c.drawn_area_km2 !== undefined && Math.abs(c.drawn_area_km2 - c.area_km2) >= 0.5
+        ? `<br><small>as drawn ${km2(c.drawn_area_km2)}</small>` : "";
+      return `<tr class="${c.illustrative ? "illustrative" : ""}">
+      <td>${esc(c.source_name || c.source || c.account)}${c.illustrative ? " (schematic)" : ""}<br><small>${esc(c.status)}, ${esc(c.basis)}</small></td>
+      <td class="num">${km2(c.area_km2)}<br><small>${esc(c.kind || "")}</small>${drawn}</td>
+      <td class="num">${esc(dates)}<br><small>${esc(c.age_days)} days old</small></td>
+      <td>${esc(Object.keys(c.regions || {}).map(shortName).join(", "))}</td></tr>`;
+    }).join("");
+    const spread = body.spread
+      ? `<p class="small">Spread: <strong>${km2(body.spread.spread_km2)}</strong> between ${esc(sourceName(body.spread.high.source))} (${km2(body.spread.high.area_km2)}) and ${esc(sourceName(body.spread.low.source))} (${km2(body.spread.low.area_km2)}). Illustrations left out.</p>`
+      : "";
+    return `<table class="claims totals"><tr><th>source</th><th>sum</th><th>dates, age</th><th>from</th></tr>${rows}</table>${spread}`;
   }
 
   function sourceColor(slug) {
@@ -447,9 +523,14 @@
       });
       // The last figure holds until the source's next word on this ground (which may carry no
       // figure), or to the right edge when it is still the latest.
+      // For a country, the sum holds until one of the figures it adds up stops holding.
       const last = pts[pts.length - 1];
-      const piece = data.pieces.find((q) => q.observation_id === last.observation_id && q.region === body.region);
-      const until = piece && piece.valid_until ? Date.parse(piece.valid_until) : t1;
+      const ids = last.observation_ids || [last.observation_id];
+      const within = members(body.region);
+      const ends = data.pieces
+        .filter((q) => ids.includes(q.observation_id) && within.includes(q.region) && q.valid_until)
+        .map((q) => Date.parse(q.valid_until));
+      const until = ends.length ? Math.min(...ends) : t1;
       d += `H${x(Math.min(until, t1)).toFixed(1)}`;
       svg += `<path class="series" data-source="${esc(key)}" d="${d}" stroke="${color}"${illustrative ? ' stroke-dasharray="4 3"' : ""}/>`;
       for (const p of pts) {
@@ -550,20 +631,22 @@
   async function start() {
     readHash();
     const mapLoaded = new Promise((resolve) => map.once("load", resolve));
-    const [regions, sources, parties, pieces] = await Promise.all([
-      getJSON("/regions"), getJSON("/sources"), getJSON("/parties"),
-      getJSON("/exports/observations?format=geojson&geometry=none"),
-    ]);
+    let regions, countries, sources, parties, pieces;
+    try {
+      [regions, countries, sources, parties, pieces] = await Promise.all([
+        getJSON("/regions"), getJSON("/regions?level=country&geometry=false"), getJSON("/sources"),
+        getJSON("/parties"), getJSON("/exports/observations?format=geojson&geometry=none"),
+      ]);
+    } catch (error) {
+      cannotRead(error);
+      return false;
+    }
     data.regions = regions;
+    data.countries = countries.features;
     data.sources = sources.sources || sources;
     data.parties = parties.parties || parties;
     data.pieces = pieces.features.map((f) => f.properties);
-    for (const f of regions.features) {
-      const option = document.createElement("option");
-      option.value = f.id;
-      option.textContent = f.properties.name;
-      $("region").append(option);
-    }
+    fillRegionChoice();
     if (!state.at) {
       const all = data.pieces.map((p) => day(p.valid_from)).sort();
       state.at = all[all.length - 1] || new Date().toISOString().slice(0, 10);
@@ -574,6 +657,18 @@
     addLayers();
     await selectRegion(state.region, true);
     await whenIdle();
+    return true;
+  }
+
+  function cannotRead(error) {
+    // Nothing to draw: say why where the legend's status goes; no region to choose.
+    const message = error.status === 401
+      ? "This service asks for a token for every read (REQUIRE_TOKEN_FOR_READS), and the map " +
+        "viewer cannot send one. Programs can read with 'Authorization: Bearer <token>' (see /docs)."
+      : `The map's data could not be read: ${error.message}`;
+    data.error = message;
+    $("status").innerHTML = `<span class="warn">${esc(message)}</span>`;
+    $("region-body").innerHTML = "";
   }
 
   // For tests and the console: the map, the state, and a promise that the first view is drawn.
