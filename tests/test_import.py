@@ -27,7 +27,7 @@ from app.api.app import create_app
 from app.domain import geometry as geo
 from app.domain.errors import InvalidInput
 from app.domain.model import Source, SourceKind
-from app.importer import moments
+from app.importer import engine, moments
 from app.importer.engine import Importer, ImportOptions, ImportSummary
 from app.importer.rules import PROFILES, load_rules
 from app.seed import seed
@@ -152,6 +152,14 @@ def repo(empty_engine: Engine) -> Store:
     return repo
 
 
+@pytest.fixture(params=["thread", "process"])
+def preparing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Files made ready before their transaction by a thread (short runs) or a worker process
+    (long runs, from PROCESS_FROM files): the same run either way."""
+    monkeypatch.setattr(engine, "PROCESS_FROM", 1 if request.param == "process" else 10**9)
+    return str(request.param)
+
+
 def run(repo: Store, *paths: Path, **options: Any) -> ImportSummary:
     options.setdefault("rules", PROFILES["deepstate"])
     return Importer(repo.db, ImportOptions(source=SOURCE, **options)).run(list(paths))
@@ -200,7 +208,9 @@ def kursk_km2(shape: Polygon, repo: Store) -> float:
 # --- the DeepState archive -----------------------------------------------------------------------
 
 
-def test_a_deepstate_archive_becomes_the_kursk_series(repo: Store, tmp_path: Path) -> None:
+def test_a_deepstate_archive_becomes_the_kursk_series(
+    repo: Store, tmp_path: Path, preparing: str
+) -> None:
     archive = deepstate_archive(tmp_path / "archive")
     summary = run(repo, archive)
     assert summary.ok, summary.errors
@@ -284,6 +294,71 @@ def test_an_interrupted_import_resumes_without_duplicates(
     second = run(repo, archive)
     assert second.ok
     assert (second.files_already_imported, second.files_read) == (3, 3)
+    assert {k: v for k, v in counts(repo).items() if k != "pieces"} == FULL_RUN
+
+
+def test_a_boundary_changed_during_an_import_clips_the_maps_after_it_anew(
+    repo: Store, tmp_path: Path, preparing: str
+) -> None:
+    """Maps are clipped to the regions before their transaction opens, against the boundaries
+    the run read; when a boundary changes in the middle of the run, a map clipped against the
+    old one is clipped again in its transaction, and the run takes the new boundaries for the
+    maps after it: every piece is as a rebuild from scratch makes it."""
+    kursk = repo.region("kursk")
+    assert kursk.boundary is not None
+    holed = geo.to_multipolygon(kursk.boundary.difference(box(35.3, 51.0, 35.5, 51.3)))
+    written: list[str] = []
+
+    class BoundaryChangedMidRun(Importer):
+        def _import_file(self, *args: Any, **kwargs: Any) -> Any:
+            result = super()._import_file(*args, **kwargs)
+            written.append(args[0].name)
+            if len(written) == 2:  # the third map (UA ground grows) is prepared by now
+                repo.save_region("kursk", kursk.name, kursk.country, kursk.country_code, holed)
+            return result
+
+    options = ImportOptions(source=SOURCE, rules=PROFILES["deepstate"])
+    summary = BoundaryChangedMidRun(repo.db, options).run([deepstate_archive(tmp_path / "a")])
+    assert summary.ok, summary.errors
+    assert written[2] == "2024-08-25T06-00-00.geojson"
+
+    def stored() -> list[tuple[int, str, float]]:
+        with repo.engine.connect() as c:
+            query = select(pieces.c.observation_id, pieces.c.region, pieces.c.area_km2)
+            rows = c.execute(query.where(pieces.c.source == SOURCE)).all()
+        return sorted((o, r, round(a, 6)) for o, r, a in rows)
+
+    as_imported = stored()
+    repo.rebuild_pieces()
+    assert as_imported == stored()
+    grown = [a for _, region, a in as_imported if region == "kursk"]
+    assert max(grown) == pytest.approx(kursk_km2(UA_B, repo), rel=1e-6)  # the holed Kursk
+
+
+def test_a_run_whose_worker_dies_goes_on_without_it(repo: Store, tmp_path: Path) -> None:
+    """A long run prepares its files in a worker process; if that process dies (killed, out of
+    memory), the run prepares the rest itself and imports the same."""
+    killed: list[int] = []
+
+    class WorkerKilled(Importer):
+        def _import_file(self, *args: Any, **kwargs: Any) -> Any:
+            result = super()._import_file(*args, **kwargs)
+            if not killed:
+                assert self._ahead is not None
+                assert self._ahead.process
+                for process in self._ahead._pool._processes.values():  # type: ignore[attr-defined]
+                    process.kill()
+                    killed.append(process.pid)
+            return result
+
+    options = ImportOptions(source=SOURCE, rules=PROFILES["deepstate"])
+    importer = WorkerKilled(repo.db, options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "PROCESS_FROM", 1)
+        summary = importer.run([deepstate_archive(tmp_path / "a")])
+    assert killed
+    assert summary.ok, summary.errors
+    assert (summary.observations, summary.confirmations, summary.ended) == (4, 12, 1)
     assert {k: v for k, v in counts(repo).items() if k != "pieces"} == FULL_RUN
 
 
@@ -401,7 +476,7 @@ def broken_archive(folder: Path) -> Path:
 
 
 def test_a_broken_file_stops_the_run_or_is_skipped_with_keep_going(
-    repo: Store, tmp_path: Path
+    repo: Store, tmp_path: Path, preparing: str
 ) -> None:
     folder = broken_archive(tmp_path / "maps")
     write(folder / "no-date.geojson", fc(front(UA_A)))

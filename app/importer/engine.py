@@ -18,12 +18,10 @@ At the start of a run, or when they differ, the exact ``geometry_hash`` comparis
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,16 +33,25 @@ from shapely.geometry import MultiPolygon
 
 from app.domain.errors import DomainError, InvalidInput
 from app.domain.geometry import shape_hash
-from app.domain.model import Basis, Citation, NewObservation, Source, Status
+from app.domain.model import Citation, NewObservation, Source, Status
+from app.domain.pieces import Preclipped
 from app.domain.timeutil import isoformat
-from app.importer import moments
-from app.importer.reading import FileError, MapFile, Snapshot, discover, read_snapshot
-from app.importer.rules import Rules, normalise
-from app.importer.snapshot import Classified, Line, Union, classify, raw_drawing, scoped_union
+from app.importer.prepare import (
+    AHEAD,
+    PROCESS_FROM,
+    Ahead,
+    Prepared,
+    Preparer,
+)
+from app.importer.prepare import (
+    ImportOptions as ImportOptions,
+)
+from app.importer.reading import MapFile, Snapshot, discover, read_snapshot
+from app.importer.rules import normalise
+from app.importer.snapshot import Line
 from app.storage.database import Database
 from app.storage.unit import UnitOfWork
 
-TIME_FROM = ("auto", "property", "wrapper", "filename")
 # Files between two rounds of upkeep (Database.after_bulk_write) in a long import: the rows of
 # the pieces each map ends, and the planner's estimates of tables that grow from nothing, are
 # not left to an autovacuum that may be off or late.
@@ -53,43 +60,13 @@ PLAN_KEEPS_BYTES = 32_000_000  # maps parsed by the plan and kept for the import
 
 
 @dataclass(frozen=True)
-class ImportOptions:
-    source: str
-    rules: Rules
-    time_property: str | None = None
-    time_from: str = "auto"  # auto: the property if named, else the wrapper, else the name
-    basis: Basis = Basis.ASSESSED
-    strict: bool = False
-    dry_run: bool = False
-    keep_going: bool = False  # a broken file is reported and skipped; always so in a dry run
-    recorded_by: str = "import"
-    progress: bool = False
-
-
-@dataclass(frozen=True)
 class LineState:
     """What a file left in force for one (party, status): for the next file of the run."""
 
-    raw: list[Any]  # the features' geometries as the file gave them (see raw_drawing)
+    digest: bytes  # of the drawing as the file gave it (see prepare.drawing_digest)
     observation_id: int
     regions: frozenset[str]
     repaired: int
-
-
-@dataclass
-class Prepared:
-    """One file's work that needs no database, done before its transaction opens: the map
-    parsed and classified, and the unions of the lines drawn differently from the run's
-    previous file (the transaction builds any other it turns out to need)."""
-
-    file: MapFile
-    sha256: str
-    identity: str  # what the import ledger knows the file by (see Importer._identity)
-    snapshot: Snapshot
-    moment: dt.datetime
-    classified: Classified
-    raws: dict[Line, list[Any]]
-    unions: dict[Line, Union]
 
 
 @dataclass
@@ -173,9 +150,10 @@ class Importer:
         self._state: dict[Line, LineState] | None = None
         self._dry_unit: UnitOfWork | None = None  # the one unit of a dry run
         self._imported: set[str] = set()  # the ledger's identities when the run began
-        self._ahead: dict[MapFile, Future[Prepared | None]] = {}  # being prepared
-        self._last_raws: dict[Line, list[Any]] = {}  # of the file prepared last
+        self.preparer = Preparer(options, self.countries)
         self._parsed: dict[MapFile, Snapshot] = {}  # parsed by the plan, kept for the import
+        self._ahead: Ahead | None = None  # the files being prepared
+        self._boundaries_version: int | None = None  # of the boundaries they are clipped to
 
     def _check_references(self) -> Source:
         with self.db.read() as unit:
@@ -250,7 +228,11 @@ class Importer:
             self._parsed.clear()
             return
         with self.db.read() as unit:
-            self._imported = unit.imports.identities(self.o.source)
+            self.preparer.imported = unit.imports.identities(self.o.source)
+            boundaries = unit.regions.boundaries
+            self._boundaries_version = unit.regions.boundaries_version
+        process = len(planned) >= PROCESS_FROM and not self.o.dry_run
+        ahead = self._ahead = Ahead(self.preparer, process, boundaries, self._boundaries_version)
         from tqdm import tqdm
 
         bar = tqdm(
@@ -262,14 +244,12 @@ class Importer:
             dynamic_ncols=True,
         )
         features = 0
-        pool = ThreadPoolExecutor(1, thread_name_prefix="import-prepare")
         with bar:
             try:
                 for done, (moment, file) in enumerate(planned, start=1):
-                    # The next file is prepared while this one is written (see _import_file).
-                    for _, upcoming in planned[done - 1 : done + 1]:
-                        if upcoming not in self._ahead:
-                            self._ahead[upcoming] = pool.submit(self._prepare, upcoming)
+                    # The next files are prepared while this one is written.
+                    for _, upcoming in planned[done - 1 : done + AHEAD]:
+                        ahead.submit(upcoming, self._parsed.pop(upcoming, None))
                     try:
                         result = self._import_file(file, moment)
                     except (DomainError, GEOSException) as e:
@@ -294,8 +274,8 @@ class Importer:
                     elapsed = bar.format_dict["elapsed"] or 1e-9
                     bar.set_postfix_str(f"{features} features, {features / elapsed:.0f} features/s")
             finally:
-                pool.shutdown(cancel_futures=True)
-                self._ahead.clear()
+                ahead.close()
+                self._ahead = None
                 self._parsed.clear()
 
     def _plan(self, files: list[MapFile], summary: ImportSummary) -> list[tuple[Any, MapFile]]:
@@ -306,12 +286,12 @@ class Importer:
         planned: list[tuple[Any, MapFile]] = []
         kept = 0
         for file in files:
-            moment = self._name_moment(file)
+            moment = self.preparer.name_moment(file)
             if moment is None and len(files) > 1:
                 try:
                     data, _ = file.read()
                     snapshot = read_snapshot(file, data)
-                    moment = self._moment(file, snapshot)
+                    moment = self.preparer.moment(file, snapshot)
                     size = len(data) if data is not None else file.path.stat().st_size
                     if kept + size <= PLAN_KEEPS_BYTES:
                         self._parsed[file] = snapshot
@@ -326,44 +306,6 @@ class Importer:
         )
         return planned
 
-    def _name_moment(self, file: MapFile) -> dt.datetime | None:
-        """The moment from the file name, when the options let the name decide."""
-        by_name = self.o.time_from == "filename" or (
-            self.o.time_from == "auto" and not self.o.time_property
-        )
-        return moments.from_filename(file.name) if by_name else None
-
-    def _moment(self, file: MapFile, snapshot: Snapshot) -> dt.datetime:
-        how = self.o.time_from
-        if how == "auto":
-            if self.o.time_property:
-                how = "property"
-            else:
-                how = "wrapper" if snapshot.wrapper_moment is not None else "filename"
-        if how == "property":
-            assert self.o.time_property is not None
-            try:
-                return moments.from_properties(
-                    (f.properties.get(self.o.time_property) for f in snapshot.features),
-                    self.o.time_property,
-                )
-            except ValueError as e:
-                raise FileError(f"{file.name}: no moment: {e}.") from None
-        if how == "wrapper" and snapshot.wrapper_moment is not None:
-            return snapshot.wrapper_moment
-        found = moments.from_filename(file.name) if how == "filename" else None
-        if found is None:
-            raise FileError(
-                f"{file.name}: no moment: "
-                + (
-                    "it has no wrapper with a 'datetime' or 'id'"
-                    if how == "wrapper"
-                    else "its name holds neither an ISO date (2024-08-15) nor a Unix time"
-                )
-                + ". Name the file by its date, or use --time-property NAME / --time-from."
-            )
-        return found
-
     @contextmanager
     def _transaction(self) -> Iterator[UnitOfWork]:
         """One file's unit of work; in a dry run a savepoint of the run's one unit."""
@@ -375,47 +317,25 @@ class Importer:
             yield self._dry_unit
             self._dry_unit.derived.flush()
 
-    def _identity(self, file: MapFile, sha256: str) -> str:
-        """A file is known by its bytes and, when its name gives its moment, that moment: an
-        unchanged map saved again under the next day's name is that day's map, not a copy."""
-        by_name = self._name_moment(file)
-        if by_name is None:
-            return sha256
-        return hashlib.sha256(f"{sha256}@{by_name.isoformat()}".encode()).hexdigest()
-
-    def _prepare(self, file: MapFile) -> Prepared | None:
-        """The file's work that needs no database (see :class:`Prepared`); None when the
-        ledger had it when the run began."""
-        data, sha256 = file.read()
-        identity = self._identity(file, sha256)
-        if identity in self._imported:
-            self._parsed.pop(file, None)
-            return None
-        snapshot = self._parsed.pop(file, None) or read_snapshot(file, data)
-        moment = self._moment(file, snapshot)
-        classified = classify(snapshot.features, self.o.rules)
-        raws = {line: raw_drawing(classified.features(line)) for line in classified.lines}
-        last, self._last_raws = self._last_raws, raws
-        unions = {
-            line: self._union(file, classified, line)
-            for line in classified.lines
-            if last.get(line) != raws[line]
-        }
-        return Prepared(file, sha256, identity, snapshot, moment, classified, raws, unions)
-
-    def _union(self, file: MapFile, classified: Classified, line: Line) -> Union:
-        return scoped_union(file.name, classified.lines[line], self.o.strict, self.countries)
-
     def _import_file(self, file: MapFile, planned: dt.datetime | None) -> FileResult | None:
         """Import one file in one transaction; None when it was imported before. The work that
-        needs no database is done outside the transaction (which holds the write lock): by the
-        run, in a thread of its own, while the file before is being written (the unions it
-        builds are those of the lines drawn differently from the file it prepared before; the
-        transaction builds any other it needs), or here."""
-        ahead = self._ahead.pop(file, None)
-        prepared = self._prepare(file) if ahead is None else ahead.result()
+        needs no database was done before the transaction opened (which holds the write lock),
+        while the files before were being written (see :mod:`app.importer.prepare`)."""
+        if self._ahead is None:  # outside a run
+            prepared = self.preparer.prepare(file, every_union=True)
+        else:
+            prepared = self._ahead.take(file, self._parsed.pop(file, None))
         if prepared is None:
             return None
+        warm = self._state or {}
+        if any(
+            plan.union is None and (line not in warm or warm[line].digest != plan.digest)
+            for line, plan in prepared.lines.items()
+        ):
+            # Prepared after another file than this run's last (one failed, or came from
+            # another run): a drawing it took as unchanged is not. Every union, then.
+            prepared = self.preparer.prepare(file, every_union=True)
+            assert prepared is not None
         with self._transaction() as w:
             file_id = w.imports.begin_file(self.o.source, file.name, prepared.identity, planned)
             if file_id is None:
@@ -428,10 +348,15 @@ class Importer:
     # --- one map ------------------------------------------------------------------------------
 
     def _write(self, w: UnitOfWork, file_id: int, prepared: Prepared) -> FileResult:
-        file, snapshot, moment = prepared.file, prepared.snapshot, prepared.moment
-        classified, raws = prepared.classified, prepared.raws
+        moment = prepared.moment
+        version = w.regions.boundaries_version
+        if version is not None and version != self._boundaries_version and self._ahead:
+            # A boundary changed: the files prepared from now on are clipped to the new ones.
+            self._ahead.boundaries_changed(w.regions.boundaries, version)
+            self._boundaries_version = version
         warm = self._state or {}
-        unchanged = self._state is not None and {line: s.raw for line, s in warm.items()} == raws
+        digests = {line: plan.digest for line, plan in prepared.lines.items()}
+        unchanged = self._state is not None and {k: v.digest for k, v in warm.items()} == digests
         # Not needed when every (party, status) is drawn exactly as in the previous file.
         in_force = (
             {} if unchanged else w.imports.ground_in_force(self.o.source, self.o.basis, moment)
@@ -440,37 +365,45 @@ class Importer:
             w,
             file_id,
             moment,
-            self._citation(file, snapshot, moment),
+            self._citation(prepared),
             in_force,
-            FileResult(features=len(snapshot.features), skipped=classified.skipped),
+            FileResult(features=prepared.features, skipped=Counter(prepared.skipped)),
         )
-        for line in classified.lines:
-            features = classified.features(line)
+        for line, plan in prepared.lines.items():
             known = warm.get(line)
-            if known is not None and known.raw == raws[line]:
+            if known is not None and known.digest == plan.digest:
                 m.result.confirmations += w.imports.confirm(known.observation_id, moment, file_id)
                 m.result.repaired += known.repaired
                 m.result.state[line] = known
                 continue
-            drawn = prepared.unions.get(line) or self._union(file, classified, line)
+            drawn = plan.union
+            assert drawn is not None  # see _import_file
             m.result.repaired += drawn.repaired
             m.result.skipped.update(drawn.outside_scope)
             if drawn.unreadable:
                 m.result.skipped["unreadable geometry"] += drawn.unreadable
             if drawn.geometry is None:
                 gone = drawn.unreadable + sum(drawn.outside_scope.values())
-                if len(features) > gone:
-                    m.result.skipped["no area"] += len(features) - gone
+                if plan.count > gone:
+                    m.result.skipped["no area"] += plan.count - gone
                 continue
-            stored = self._store(m, line, len(features), drawn.geometry, drawn.drawn_area_km2)
+            stored = self._store(
+                m, line, plan.count, drawn.geometry, drawn.drawn_area_km2, plan.clipped
+            )
             if stored is not None:
-                m.result.state[line] = LineState(raws[line], *stored, drawn.repaired)
+                m.result.state[line] = LineState(plan.digest, *stored, drawn.repaired)
         if not unchanged:
             self._end(m)
         return m.result
 
     def _store(
-        self, m: _Map, line: Line, count: int, geometry: MultiPolygon, drawn_km2: float | None
+        self,
+        m: _Map,
+        line: Line,
+        count: int,
+        geometry: MultiPolygon,
+        drawn_km2: float | None,
+        pre: Preclipped | None = None,
     ) -> tuple[int, frozenset[str]] | None:
         """Confirm the observation in force, or write a new one; its id and regions."""
         party, status = line
@@ -484,7 +417,10 @@ class Importer:
                 m.result.confirmations += confirmed
                 return head.observation_id, regions
         outside = "outside known regions"
-        if not any(shapely.intersects(geometry, b) for b in m.w.regions.boundaries.values()):
+        if pre is not None and pre.boundaries_version != m.w.regions.boundaries_version:
+            pre = None  # clipped against boundaries that have changed since
+        boundaries = m.w.regions.boundaries.values()
+        if not (pre.parts if pre else any(shapely.intersects(geometry, b) for b in boundaries)):
             m.result.skipped[outside] += count
             return None
         observation = NewObservation(
@@ -501,7 +437,10 @@ class Importer:
         try:
             with m.w.savepoint():
                 [written] = m.w.observations.add(
-                    [observation], import_file_id=m.file_id, names=[f"{_who(party)} {status}"]
+                    [observation],
+                    import_file_id=m.file_id,
+                    names=[f"{_who(party)} {status}"],
+                    preclipped=[pre],
                 )
         except InvalidInput:  # it reaches known regions by slivers only
             m.result.skipped[outside] += count
@@ -532,11 +471,12 @@ class Importer:
             written = m.w.observations.add(ended, import_file_id=m.file_id)
             m.result.ended += sum(r.created for r in written)
 
-    def _citation(self, file: MapFile, snapshot: Snapshot, moment: dt.datetime) -> Citation:
+    def _citation(self, prepared: Prepared) -> Citation:
         what = self.o.rules.label
-        if snapshot.snapshot_id is not None:
-            what += f" {snapshot.snapshot_id}"
-        return Citation(url=self.source.url, title=f"{what} ({file.name})", published_at=moment)
+        if prepared.snapshot_id is not None:
+            what += f" {prepared.snapshot_id}"
+        title = f"{what} ({prepared.file.name})"
+        return Citation(url=self.source.url, title=title, published_at=prepared.moment)
 
 
 @dataclass
