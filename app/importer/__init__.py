@@ -6,6 +6,8 @@
   Shapefile, KML) as plain features, without SQL.
 - :mod:`app.importer.snapshot`: one map's features grouped per (party, status), their raw
   fingerprints and their unions, repaired or refused.
+- :mod:`app.importer.prepare`: a file made ready for its transaction (parsed, classified,
+  unions built and clipped), by a worker process during a long run;
 - :mod:`app.importer.engine`: the run itself, one unit of work (transaction) per file through
   :meth:`app.storage.database.Database.write`.
 """

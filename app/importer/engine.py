@@ -9,10 +9,12 @@ Per file and per (party, status) the map draws, one of three things is written:
 - for every region where the source's observation in force had ground that the new map no
   longer draws: an *ended* record (an empty drawing with ``reported_region``, area 0 there).
 
-Within a run, each (party, status)'s features are kept, as parsed, from the previous file (one
-file's worth, whatever the number of files): when they are equal the map is confirmed without
-building any geometry, and a file in which nothing changed costs little more than parsing it.
-At the start of a run, or when they differ, the exact ``geometry_hash`` comparison decides.
+Within a run, a digest of each (party, status)'s features as the file gives them is kept from
+the previous file: when they are equal the map is confirmed without building any geometry, and
+a file in which nothing changed costs little more than parsing it. At the start of a run, or
+when they differ, the exact ``geometry_hash`` comparison decides. Everything a file needs that
+is not the database (parsing, unions, clipping) is done before its transaction opens, while the
+files before it are written (:mod:`app.importer.prepare`).
 """
 
 from __future__ import annotations
