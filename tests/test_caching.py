@@ -13,6 +13,7 @@ import shapely.affinity
 from shapely.geometry import mapping, shape
 from sqlalchemy import Engine, select, text
 
+from app.api.caching import Entry, Store
 from app.domain.timeutil import isoformat, now
 from app.domain.tokens import Scope
 from app.seed import seed
@@ -107,6 +108,19 @@ def test_a_repeated_read_is_answered_from_memory(api: Api) -> None:
     assert api.client.get("/sources").json() == first.json()
     assert api.post(feature(valid_from="2024-08-11")).status_code == 201
     assert "Renamed behind the back" in api.client.get("/sources").text
+
+
+def test_the_cache_keeps_answers_up_to_a_quarter_of_its_bound() -> None:
+    """A 1,000-feature page is the answer a map asks for again and again: it is kept, unless it
+    alone would take more than a quarter of the memory (then it would flush the rest)."""
+    store = Store(max_bytes=40_000)
+    kept = Entry(200, [], b"x" * 8_000, float("inf"))  # a fifth of the bound, with its overhead
+    store.put("kept", kept)
+    assert store.get("kept") is kept
+    too_large = Entry(200, [], b"x" * 10_000, float("inf"))
+    store.put("too large", too_large)
+    assert store.get("too large") is None
+    assert store.get("kept") is kept  # and nothing was flushed for it
 
 
 def test_worker_processes_agree_after_a_write_elsewhere(empty_engine: Engine) -> None:

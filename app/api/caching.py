@@ -73,9 +73,16 @@ class Store:
         self._entries.move_to_end(key)
         return entry
 
+    @property
+    def largest(self) -> int:
+        """The largest answer kept: a quarter of the bound, so that one huge answer does not
+        flush everything else, yet the largest page a map asks for again and again (1,000
+        features, some 6 to 16 MB) is kept with the default bound."""
+        return self.max_bytes // 4
+
     def put(self, key: str, entry: Entry) -> None:
-        if entry.size > self.max_bytes // 8:
-            return  # one huge answer must not flush everything else
+        if entry.size > self.largest:
+            return
         if key in self._entries:
             self._drop(key)
         self._entries[key] = entry
@@ -214,7 +221,7 @@ class HttpCache:
                 return
             if body is not None:
                 body.append(message.get("body", b""))
-                if sum(map(len, body)) > self.store.max_bytes // 8:
+                if sum(map(len, body)) > self.store.largest:
                     body = None
             await send(message)
             if body is not None and not message.get("more_body", False):
