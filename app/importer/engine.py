@@ -38,21 +38,14 @@ from app.domain.geometry import shape_hash
 from app.domain.model import Citation, NewObservation, Source, Status
 from app.domain.pieces import Preclipped
 from app.domain.timeutil import isoformat
-from app.importer.prepare import (
-    AHEAD,
-    PROCESS_FROM,
-    Ahead,
-    Prepared,
-    Preparer,
-)
-from app.importer.prepare import (
-    ImportOptions as ImportOptions,
-)
+from app.importer.prepare import AHEAD, PROCESS_FROM, Ahead, ImportOptions, Prepared, Preparer
 from app.importer.reading import MapFile, Snapshot, discover, read_snapshot
 from app.importer.rules import normalise
 from app.importer.snapshot import Line
 from app.storage.database import Database
 from app.storage.unit import UnitOfWork
+
+__all__ = ["ImportOptions", "ImportSummary", "Importer"]
 
 # Files between two rounds of upkeep (Database.after_bulk_write) in a long import: the rows of
 # the pieces each map ends, and the planner's estimates of tables that grow from nothing, are
@@ -151,7 +144,6 @@ class Importer:
         self.countries = self._countries()
         self._state: dict[Line, LineState] | None = None
         self._dry_unit: UnitOfWork | None = None  # the one unit of a dry run
-        self._imported: set[str] = set()  # the ledger's identities when the run began
         self.preparer = Preparer(options, self.countries)
         self._parsed: dict[MapFile, Snapshot] = {}  # parsed by the plan, kept for the import
         self._ahead: Ahead | None = None  # the files being prepared

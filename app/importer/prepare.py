@@ -252,8 +252,8 @@ def _shares(boundaries: Mapping[str, MultiPolygon]) -> tuple[dict[str, bytes], d
 class Ahead:
     """Files prepared ahead of their transaction, in submission order: by a worker process
     (``process``) or a thread of this one. With a worker, the unions are clipped to
-    ``boundaries`` before the transaction: half the regions by the worker, the other half here
-    when the file is taken (the run's process is idle then, waiting for the worker)."""
+    ``boundaries`` before the transaction: some regions by the worker, the others here when
+    the file is taken (the run's process is idle then, waiting for the worker; see _shares)."""
 
     def __init__(
         self,
@@ -308,7 +308,7 @@ class Ahead:
         return None if found is None else self._clip_rest(found)
 
     def _clip_rest(self, prepared: Prepared) -> Prepared:
-        """Unions half clipped by the worker, clipped to the other regions here (dropped when
+        """Unions the worker clipped to its regions, clipped to the others here (dropped when
         the boundaries changed meanwhile: the transaction clips those)."""
         lines = {}
         for line, plan in prepared.lines.items():
