@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import replace
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from shapely.geometry import MultiPolygon
@@ -194,7 +194,7 @@ _SET_UNTIL = (
 )
 
 
-@cache
+@lru_cache(maxsize=256)  # a shape per mix of lines; bounded for a long-lived server
 def _tails(shape: tuple[tuple[bool, bool], ...]) -> Any:
     """The tails (see :func:`_tail`) of several lines in one statement: one round trip, however
     many lines a unit touched. ``shape``: per line, (party is null, whole line); the rows carry
