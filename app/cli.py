@@ -279,6 +279,7 @@ def cmd_tokens_revoke(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.importer.moments import TIME_FROM
     from app.importer.rules import PROFILES
 
     parser = argparse.ArgumentParser(
@@ -386,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--time-from",
-        choices=["auto", "property", "wrapper", "filename"],
+        choices=TIME_FROM,
         default="auto",
         help="where the moment comes from; auto (default): --time-property if given, else the "
         "wrapper's 'datetime' (else its 'id' as Unix time), else an ISO date/date-time or a "

@@ -147,7 +147,6 @@ class Importer:
         self.preparer = Preparer(options, self.countries)
         self._parsed: dict[MapFile, Snapshot] = {}  # parsed by the plan, kept for the import
         self._ahead: Ahead | None = None  # the files being prepared
-        self._boundaries_version: int | None = None  # of the boundaries they are clipped to
 
     def _check_references(self) -> Source:
         with self.db.read() as unit:
@@ -223,10 +222,9 @@ class Importer:
             return
         with self.db.read() as unit:
             self.preparer.imported = unit.imports.identities(self.o.source)
-            boundaries = unit.regions.boundaries
-            self._boundaries_version = unit.regions.boundaries_version
+            boundaries, version = unit.regions.boundaries, unit.regions.boundaries_version
         process = len(planned) >= PROCESS_FROM and not self.o.dry_run
-        ahead = self._ahead = Ahead(self.preparer, process, boundaries, self._boundaries_version)
+        ahead = self._ahead = Ahead(self.preparer, process, boundaries, version)
         from tqdm import tqdm
 
         bar = tqdm(
@@ -344,10 +342,8 @@ class Importer:
     def _write(self, w: UnitOfWork, file_id: int, prepared: Prepared) -> FileResult:
         moment = prepared.moment
         version = w.regions.boundaries_version
-        if version is not None and version != self._boundaries_version and self._ahead:
-            # A boundary changed: the files prepared from now on are clipped to the new ones.
-            self._ahead.boundaries_changed(w.regions.boundaries, version)
-            self._boundaries_version = version
+        if version is not None and self._ahead is not None:
+            self._ahead.follow(w.regions.boundaries, version)
         warm = self._state or {}
         digests = {line: plan.digest for line, plan in prepared.lines.items()}
         unchanged = self._state is not None and {k: v.digest for k, v in warm.items()} == digests
@@ -411,10 +407,12 @@ class Importer:
                 m.result.confirmations += confirmed
                 return head.observation_id, regions
         outside = "outside known regions"
-        if pre is not None and pre.boundaries_version != m.w.regions.boundaries_version:
-            pre = None  # clipped against boundaries that have changed since
-        boundaries = m.w.regions.boundaries.values()
-        if not (pre.parts if pre else any(shapely.intersects(geometry, b) for b in boundaries)):
+        parts = m.w.regions.still_clipped(pre)
+        if parts is None:  # not clipped beforehand, or against boundaries changed since
+            touches = any(shapely.intersects(geometry, b) for b in m.w.regions.boundaries.values())
+        else:
+            touches = bool(parts)
+        if not touches:
             m.result.skipped[outside] += count
             return None
         observation = NewObservation(

@@ -13,6 +13,10 @@ from typing import Any
 
 from app.domain.timeutil import as_utc
 
+# Where a map's moment is read from (``frontline import --time-from``): auto is the property if
+# one is named, else the wrapper, else the file name.
+TIME_FROM = ("auto", "property", "wrapper", "filename")
+
 UTC = dt.UTC
 # 2024-08-15, 2024-08-15T10:30, 2024-08-15_10-30-00, 2024-08-15 103000Z ...
 _ISO_IN_NAME = re.compile(

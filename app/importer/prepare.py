@@ -37,7 +37,6 @@ from app.importer.reading import FileError, MapFile, Snapshot, read_snapshot
 from app.importer.rules import Rules
 from app.importer.snapshot import Line, Union, classify, raw_drawing, scoped_union
 
-TIME_FROM = ("auto", "property", "wrapper", "filename")
 # Files from which a run prepares them in a worker process rather than a thread.
 PROCESS_FROM = 50
 AHEAD = 2  # files prepared beyond the one being written
@@ -329,9 +328,11 @@ class Ahead:
             self.process = False
             self._futures.clear()
 
-    def boundaries_changed(self, boundaries: Mapping[str, MultiPolygon], version: int) -> None:
-        """Files submitted from now on are clipped to these (those before, the transaction
-        clips again)."""
+    def follow(self, boundaries: Mapping[str, MultiPolygon], version: int) -> None:
+        """The boundaries as a transaction found them: if they changed, files submitted from
+        now on are clipped to the new ones (those before, the transaction clips again)."""
+        if version == self._version:
+            return
         worker_share, own_share = _shares(boundaries)
         self._own, self._version = _prepared(own_share), version
         if self.process:

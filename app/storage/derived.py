@@ -99,9 +99,7 @@ class Derived(Part):
         landed in the middle (a back-dated record). ``preclipped``: the drawing already clipped
         (by an import, outside the transaction), used if the boundaries have not changed since."""
         regions = self.unit.regions
-        clipped = None
-        if preclipped is not None and preclipped.boundaries_version == regions.boundaries_version:
-            clipped = preclipped.parts
+        clipped = regions.still_clipped(preclipped)
         rows = piece_rows(observation_id, obs, regions.boundaries, where, clipped=clipped)
         if rows:
             self.c.execute(pieces.insert(), rows)

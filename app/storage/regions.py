@@ -13,6 +13,7 @@ from sqlalchemy.sql import Select
 from app.domain import geometry as geo
 from app.domain.errors import InvalidInput, UnknownRegion
 from app.domain.model import ADMIN1, COUNTRY, Region
+from app.domain.pieces import Clipped, Preclipped
 from app.domain.timeutil import now
 from app.storage.base import Part
 from app.storage.dialect import for_update
@@ -104,6 +105,13 @@ class Regions(Part):
             version = rows[0][2] if rows else None
             self._version = None if changed_here or version is None else int(version)
         return self._boundaries
+
+    def still_clipped(self, preclipped: Preclipped | None) -> Clipped | None:
+        """The parts of a drawing clipped beforehand, if it was against these very boundaries
+        (their version); None when it must be clipped again."""
+        if preclipped is None or preclipped.boundaries_version != self.boundaries_version:
+            return None
+        return preclipped.parts
 
     @property
     def boundaries_version(self) -> int | None:
