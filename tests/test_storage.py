@@ -11,11 +11,12 @@ from shapely.geometry import MultiPolygon, Polygon, box
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
+from sqlalchemy.exc import IntegrityError
 
 from app.domain import geometry as geo
 from app.domain import pieces as pieces_module
 from app.domain.errors import InvalidInput
-from app.domain.model import Basis, NewObservation, Party, Source, SourceKind, Status
+from app.domain.model import Basis, Citation, NewObservation, Party, Source, SourceKind, Status
 from app.seed import load_regions, seed
 from app.storage.database import upgrade
 from app.storage.pieces import PieceFilter
@@ -459,4 +460,67 @@ def test_migration_0007_measures_the_drawings_already_stored(
     with engine.connect() as c:
         area = c.execute(select(observations.c.drawn_area_km2)).scalar_one()
     assert area == pytest.approx(geo.geodesic_area_km2(drawing))
+    engine.dispose()
+
+
+def _rows(engine: Engine, table: str) -> list[dict[str, Any]]:
+    with engine.connect() as c:
+        found = c.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2")).mappings().all()
+    return [dict(row) for row in found]
+
+
+def _indexes(engine: Engine) -> set[tuple[str, str]]:
+    with engine.connect() as c:
+        if engine.dialect.name == "sqlite":
+            found = c.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+            )
+        else:
+            found = c.execute(text("SELECT indexname, indexdef FROM pg_indexes"))
+        return {(name, " ".join(sql.replace('"', "").split())) for name, sql in found}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_migration_0010_puts_polygons_last_and_keeps_every_row(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, pg_databases: Any
+) -> None:
+    """On SQLite the tables with polygons are rebuilt with the polygon last: the same rows,
+    keys and indexes, foreign keys still enforced afterwards. PostgreSQL is left as it was."""
+    _require_backend(backend)
+    engine = _new_engine(backend, tmp_path_factory, pg_databases)
+    upgrade(engine, "0009")
+    repo = Store(engine)
+    with repo.writer() as unit:
+        load_regions(unit, DATA_DIR / "regions" / "boundaries.geojson")
+    repo.save_party(Party("UA", "Ukraine", "#0057b7"))
+    repo.save_source(Source("osint-map", "An OSINT map", SourceKind.OSINT, None))
+    cited = Citation(url="https://example.org/m", title="Map of 1 September")
+    repo.add_observations(
+        [obs("2024-09-01", ACROSS_BORDER, citation=cited), obs("2024-09-05", SUDZHA_BOX)]
+    )
+    repo.add_observations([obs("2024-09-10", box(35.3, 51.15, 35.4, 51.25), note="later")])
+    before = {t: _rows(engine, t) for t in ("observations", "pieces")}
+    indexes = _indexes(engine)
+    upgrade(engine)
+    assert {t: _rows(engine, t) for t in ("observations", "pieces")} == before
+    assert _indexes(engine) == indexes
+    with engine.connect() as c:
+        for table in ("observations", "pieces"):
+            names = list(c.execute(text(f"SELECT * FROM {table} LIMIT 0")).keys())
+            if backend == "sqlite":
+                assert names[-1] == "geometry", table
+            else:
+                assert names.index("geometry") < names.index("min_lon"), table  # as it was
+    [older, _, newer] = repo.history("kursk", PieceFilter())
+    assert older.valid_until == day("2024-09-05")
+    assert older.citation == cited
+    assert newer.note == "later"
+    # the migration turned them off, and on again
+    with pytest.raises(IntegrityError), engine.begin() as c:
+        c.execute(
+            text(
+                "UPDATE observations SET supersedes = 999999 "
+                "WHERE id = (SELECT min(id) FROM observations)"
+            )
+        )
     engine.dispose()

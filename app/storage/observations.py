@@ -25,10 +25,17 @@ from app.storage.dialect import insert_unless_duplicate
 from app.storage.regions import bbox_values
 from app.storage.tables import observations, pieces, sources
 
+
 # How a stored column comes back as the field's value (the others come back as they are).
+def _member(kind: type[StrEnum]) -> Any:
+    """An enumeration's member by its value: a dictionary lookup (calling the class costs
+    several times more, on every row of a long history)."""
+    return {member.value: member for member in kind}.__getitem__
+
+
 _FROM_COLUMN: dict[str, Any] = {
-    "status": Status,
-    "basis": Basis,
+    "status": _member(Status),
+    "basis": _member(Basis),
     "reported_qualifier": lambda v: Qualifier(v) if v else None,
     "illustrative": bool,
 }

@@ -89,7 +89,6 @@ observations = Table(
     Column("basis", String(16), nullable=False),
     Column("valid_from", UTCDateTime(), nullable=False),
     Column("valid_to", UTCDateTime(), nullable=True),
-    Column("geometry", Geometry(), nullable=True),
     *_bbox_columns(),
     Column("reported_area_km2", Float, nullable=True),
     # The geodesic area of the drawing as the source drew it, before any clipping.
@@ -112,6 +111,8 @@ observations = Table(
     Column("idempotency_key", String(200), nullable=True),
     Column("retracted_by", String(64), nullable=True),
     Column("import_file_id", Integer, nullable=True),
+    # Last, so that on SQLite no other column sits behind the polygon's overflow pages (0010).
+    Column("geometry", Geometry(), nullable=True),
     # Unique: identical content is stored once, and a record has at most one correction.
     Index("uq_observations_content_hash", "content_hash", unique=True),
     Index("ix_observations_group_head", "source", "party", "status", "basis", "valid_from"),
@@ -136,10 +137,10 @@ pieces = Table(
     Column("valid_until", UTCDateTime(), nullable=True),
     # False once the observation is superseded by a correction or retracted.
     Column("active", Boolean, nullable=False, default=True),
-    Column("geometry", Geometry(), nullable=True),
     *_bbox_columns(),
     Column("area_km2", Float, nullable=True),
     Column("reported_area_km2", Float, nullable=True),
+    Column("geometry", Geometry(), nullable=True),  # last: see observations
     Index("ix_pieces_group", "region", "party", "status", "source", "basis", "valid_from"),
     Index("ix_pieces_as_of", "region", "active", "valid_from", "valid_until"),
     # Migration 0008 adds ix_pieces_paging: (valid_from, observation_id, region in byte order)
