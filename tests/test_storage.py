@@ -480,12 +480,23 @@ def _indexes(engine: Engine) -> set[tuple[str, str]]:
         return {(name, " ".join(sql.replace('"', "").split())) for name, sql in found}
 
 
+def _values_out_of_line(engine: Engine) -> int:
+    """How many values of ``observations`` PostgreSQL keeps in its TOAST table."""
+    with engine.connect() as c:
+        toast = c.execute(
+            text("SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = :t"),
+            {"t": "observations"},
+        ).scalar_one()
+        return int(c.execute(text(f"SELECT count(DISTINCT chunk_id) FROM {toast}")).scalar_one())
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_migration_0010_puts_polygons_last_and_keeps_every_row(
     backend: str, tmp_path_factory: pytest.TempPathFactory, pg_databases: Any
 ) -> None:
     """On SQLite the tables with polygons are rebuilt with the polygon last: the same rows,
-    keys and indexes, foreign keys still enforced afterwards. PostgreSQL is left as it was."""
+    keys and indexes, foreign keys still enforced afterwards. On PostgreSQL the polygons go
+    out of line first, so the records' short texts, out of line before, come back inline."""
     _require_backend(backend)
     engine = _new_engine(backend, tmp_path_factory, pg_databases)
     upgrade(engine, "0009")
@@ -494,14 +505,19 @@ def test_migration_0010_puts_polygons_last_and_keeps_every_row(
         load_regions(unit, DATA_DIR / "regions" / "boundaries.geojson")
     repo.save_party(Party("UA", "Ukraine", "#0057b7"))
     repo.save_source(Source("osint-map", "An OSINT map", SourceKind.OSINT, None))
-    cited = Citation(url="https://example.org/m", title="Map of 1 September")
+    cited = Citation(url="https://example.org/m", title="Map of 1 September, as published")
+    detailed = shapely.Point(35.1, 51.15).buffer(0.15, quad_segs=256)  # 16 KB: out of line
     repo.add_observations(
-        [obs("2024-09-01", ACROSS_BORDER, citation=cited), obs("2024-09-05", SUDZHA_BOX)]
+        [obs("2024-09-01", detailed, citation=cited), obs("2024-09-05", SUDZHA_BOX)]
     )
     repo.add_observations([obs("2024-09-10", box(35.3, 51.15, 35.4, 51.25), note="later")])
     before = {t: _rows(engine, t) for t in ("observations", "pieces")}
     indexes = _indexes(engine)
+    if backend == "postgis":  # the polygon and, before it, the citation's texts and the hashes
+        assert _values_out_of_line(engine) > 1
     upgrade(engine)
+    if backend == "postgis":
+        assert _values_out_of_line(engine) == 1  # the polygon alone
     assert {t: _rows(engine, t) for t in ("observations", "pieces")} == before
     assert _indexes(engine) == indexes
     with engine.connect() as c:

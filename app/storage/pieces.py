@@ -24,7 +24,7 @@ from app.domain.model import Piece
 from app.storage import cql, dialect
 from app.storage.base import Part, chunks
 from app.storage.dialect import as_datetime
-from app.storage.observations import CITATION_COLUMNS, value_of
+from app.storage.observations import CITATION_COLUMNS, reader
 from app.storage.tables import observations, pieces, regions, sources
 
 NONE = "none"  # in filters: "no party" / "no account"
@@ -411,11 +411,11 @@ def known_then(known_at: dt.datetime) -> list[ColumnElement[bool]]:
     ]
 
 
-_PIECE_FIELDS = tuple(f.name for f in fields(Piece) if f.name != "geometry")
+_read_piece = reader([f.name for f in fields(Piece) if f.name != "geometry"])
 
 
 def piece_from_row(row: Any) -> Piece:
     """A piece from a row of :data:`PIECE_COLUMNS` (and ``geometry``, when it was read)."""
-    values = {name: value_of(name, row) for name in _PIECE_FIELDS}
+    values = _read_piece(row)
     # ``in`` first: looking up a key a row lacks takes the result's slow path, on every row.
     return Piece(**values, geometry=row["geometry"] if "geometry" in row else None)  # noqa: SIM401

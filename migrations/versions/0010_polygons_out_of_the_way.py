@@ -1,4 +1,5 @@
-"""On SQLite, each polygon is the last column of its row.
+"""Polygons out of the way of the other columns: last in their row on SQLite, out of line
+first on PostgreSQL.
 
 SQLite stores a row's columns one after the other and spills what does not fit on the row's
 page onto a chain of overflow pages, which it can only follow from the start. A polygon
@@ -6,8 +7,17 @@ page onto a chain of overflow pages, which it can only follow from the start. A 
 other columns pushed those columns onto the end of that chain: reading a record's citation,
 its as-drawn area or a piece's bounding box or area meant reading the whole polygon first,
 page by page. Donetsk's area series on 1,000 days read 804 such records in 45 ms, 12 ms with
-the polygons last. The tables are rebuilt with the same columns, keys and indexes, polygon
-last; PostgreSQL keeps large values out of line (TOAST) and is left as it is.
+the polygons last. There the tables are rebuilt with the same columns, keys and indexes,
+polygon last.
+
+PostgreSQL moves large values out of line (TOAST), but PostGIS declares its geometry type
+``STORAGE MAIN``: keep inline, move out only as a last resort. So a row with a large polygon
+first had every other text longer than a TOAST pointer moved out of line, one by one (a
+record's note, citation title and URL, its hashes), and only then the polygon: reading the
+note of 1,812 records touched 5,488 pages instead of 89 (14 ms against 0.9). The polygons
+are now ``STORAGE EXTERNAL`` (out of line first, uncompressed: coordinates hardly compress),
+and the tables are rewritten (``CLUSTER`` on their keys) so the rows already stored are laid
+out the same way.
 
 Revision ID: 0010
 Revises: 0009
@@ -52,13 +62,25 @@ def _reorder(table: str, last: str) -> None:
         op.execute(f"CREATE INDEX {name} ON {table} {keys} WHERE active = 1")
 
 
+def _out_of_line_first(table: str, key: str) -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute(f"ALTER TABLE {table} ALTER COLUMN geometry SET STORAGE EXTERNAL")
+    op.execute(f"CLUSTER {table} USING {key}")  # rewritten: each row toasted anew
+
+
 def upgrade() -> None:
     _reorder("observations", "geometry")
     _reorder("pieces", "geometry")
-    if op.get_bind().dialect.name == "sqlite":  # a dropped table's statistics go with it
-        op.execute("ANALYZE observations")
-        op.execute("ANALYZE pieces")
+    _out_of_line_first("observations", "pk_observations")
+    _out_of_line_first("pieces", "pk_pieces")
+    # statistics: SQLite's went with the dropped tables, PostgreSQL's with the old pages
+    op.execute("ANALYZE observations")
+    op.execute("ANALYZE pieces")
 
 
 def downgrade() -> None:
-    pass  # the order of columns changes no answer: nothing to undo
+    if op.get_bind().dialect.name == "postgresql":
+        for table in ("observations", "pieces"):
+            op.execute(f"ALTER TABLE {table} ALTER COLUMN geometry SET STORAGE MAIN")
+    # on SQLite the order of columns changes no answer: nothing to undo
