@@ -79,9 +79,9 @@ def isoformat(moment: dt.datetime | None) -> str | None:
     """RFC 3339 with a ``Z``; whole seconds when there is no fraction."""
     if moment is None:
         return None
-    moment = as_utc(moment)
-    text = moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")
-    return text.replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:  # stored moments come back in UTC already
+        moment = as_utc(moment)
+    return moment.isoformat().replace("+00:00", "Z")  # "auto": microseconds only if any
 
 
 Window = tuple[dt.datetime | None, dt.datetime | None]
