@@ -36,8 +36,10 @@ def run_migrations() -> None:
                     render_as_batch=sqlite,
                     compare_type=True,
                 )
+                migrations = context.get_context()
+                start = migrations.get_current_revision()
                 context.run_migrations()
-                if sqlite:
+                if sqlite and migrations.get_current_revision() != start:  # only after work
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
                     if broken:
                         raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
