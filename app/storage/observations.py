@@ -28,13 +28,13 @@ from app.storage.regions import bbox_values
 from app.storage.tables import observations, pieces, sources
 
 
-# How a stored column comes back as the field's value (the others come back as they are).
 def _member(kind: type[StrEnum]) -> Any:
     """An enumeration's member by its value: a dictionary lookup (calling the class costs
     several times more, on every row of a long history)."""
     return {member.value: member for member in kind}.__getitem__
 
 
+# How a stored column comes back as the field's value (the others come back as they are).
 _FROM_COLUMN: dict[str, Any] = {
     "status": _member(Status),
     "basis": _member(Basis),
