@@ -102,16 +102,13 @@ def reader(names: Sequence[str]) -> Callable[[Any], dict[str, Any]]:
     with the work that does not depend on the row done once: the plain columns are taken in
     one call, and only the others converted (a long history reads thousands of rows)."""
     plain = tuple(n for n in names if n != "citation" and n not in _FROM_COLUMN)
-    converted = tuple(n for n in names if n in _FROM_COLUMN)
+    converted = tuple(n for n in names if n not in plain)
     take = itemgetter(*plain) if len(plain) > 1 else (lambda row: (row[plain[0]],))
-    cited = "citation" in names
 
     def read(row: Any) -> dict[str, Any]:
         values = dict(zip(plain, take(row), strict=True))
         for name in converted:
             values[name] = value_of(name, row)
-        if cited:
-            values["citation"] = Citation(*(row[c] for c in CITATION_COLUMNS))
         return values
 
     return read
