@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 from typing import Any
 
@@ -11,6 +12,7 @@ import shapely
 from fastapi.testclient import TestClient
 from shapely.geometry import shape
 
+from app.api.routing import route_table
 from app.domain import geometry as geo
 
 GEOJSON = "application/geo+json"
@@ -382,6 +384,39 @@ def test_openapi_documents_every_parameter(client: TestClient) -> None:
     names = {p["name"] for p in change["parameters"]}
     assert {"party", "from", "to", "source", "account", "status"} <= names
     assert client.get("/docs").status_code == 200
+
+
+# The dependencies that read the database: the only ones that may run in a worker thread
+# (see app.api.deps). Any other plain ``def`` dependency costs every request using it a hop.
+READ_THE_DATABASE = {"Require", "series_query", "export_query"}
+
+
+def _runs_in_a_thread(call: Any) -> bool:
+    """Whether FastAPI runs the dependency ``call`` in a worker thread: a class (its
+    constructor), or a function or callable object that is not ``async``."""
+    if inspect.isclass(call):
+        return True
+    function = call if inspect.isfunction(call) or inspect.ismethod(call) else call.__call__
+    return not (inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function))
+
+
+def test_only_dependencies_that_read_the_database_run_in_a_worker_thread(
+    client: TestClient,
+) -> None:
+    threaded: dict[str, set[str]] = {}
+
+    def walk(dependant: Any, path: str) -> None:
+        for sub in dependant.dependencies:
+            if sub.call is not None and _runs_in_a_thread(sub.call):
+                name = getattr(sub.call, "__qualname__", type(sub.call).__qualname__)
+                threaded.setdefault(name, set()).add(path)
+            walk(sub, path)
+
+    routes = [r for r in route_table(client.app.routes) if hasattr(r, "dependant")]
+    for route in routes:
+        walk(route.dependant, route.path_format)
+    assert set(threaded) == READ_THE_DATABASE, threaded
+    assert "/regions/{slug}/control" not in set().union(*threaded.values())
 
 
 def test_cors_lets_browser_maps_read(client: TestClient) -> None:

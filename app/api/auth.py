@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Db, Unit
 from app.domain.errors import Forbidden, Unauthorized
@@ -61,10 +62,11 @@ class Require:
         return info
 
 
-def read_access(request: Request, unit: Unit, db: Db) -> None:
-    """Reads are public unless REQUIRE_TOKEN_FOR_READS is set; then any valid token will do."""
+async def read_access(request: Request, unit: Unit, db: Db) -> None:
+    """Reads are public unless REQUIRE_TOKEN_FOR_READS is set; then any valid token will do
+    (checked in a worker thread: it reads the database)."""
     if request.app.state.settings.require_token_for_reads:
-        _token(request, unit, db)
+        await run_in_threadpool(_token, request, unit, db)
 
 
 Writer = Annotated[TokenInfo, Depends(Require(Scope.WRITE))]

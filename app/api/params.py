@@ -84,7 +84,7 @@ def moment(value: str | None, parameter: str, default: dt.datetime | None = None
     return parse_moment(value, parameter)
 
 
-def at_or_now(request: Request, at: At = None) -> dt.datetime:
+async def at_or_now(request: Request, at: At = None) -> dt.datetime:
     """``at``, or now when it is left out. An answer about now changes as time passes, so the
     request is marked for the HTTP cache (see :mod:`app.api.caching`)."""
     if at is None:
@@ -205,7 +205,7 @@ def known_moment(value: str | None) -> dt.datetime | None:
 MAX_OBSERVATION_ID = 2**31 - 1
 
 
-def existing_observation_id(
+async def existing_observation_id(
     observation_id: Annotated[
         int,
         Path(
@@ -244,7 +244,7 @@ def span_days(span: dt.timedelta | None) -> float | None:
     return None if span is None else span.total_seconds() / 86400
 
 
-def csv_wanted(
+async def csv_wanted(
     format: Annotated[
         Literal["json", "csv"] | None,
         Query(description="`json` (default) or `csv`; `Accept: text/csv` also gives CSV."),

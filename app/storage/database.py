@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -167,13 +167,21 @@ class Database:
     def read(self, cancellation: Cancellation | None = None) -> Iterator[UnitOfWork]:
         """A unit for reading: one transaction, so every read in it sees the same data. With a
         ``cancellation``, its ``cancel()`` stops the unit's work (it raises
-        :class:`Cancelled`)."""
-        with self._engine.connect() as connection, connection.begin():
-            if cancellation is None:
-                yield UnitOfWork(connection)
-                return
-            with cancellation.guarding(connection):
-                yield UnitOfWork(connection)
+        :class:`Cancelled`). The unit takes a connection from the pool at its first statement,
+        in the thread that runs it, not when the block begins: a request's unit is made on the
+        event loop and used in the route's worker thread (:mod:`app.api.deps`)."""
+        if cancellation is not None:
+            cancellation.check()
+        with ExitStack() as opened:
+
+            def connect() -> Connection:
+                connection = opened.enter_context(self._engine.connect())
+                opened.enter_context(connection.begin())
+                if cancellation is not None:
+                    opened.enter_context(cancellation.guarding(connection))
+                return connection
+
+            yield UnitOfWork(connect)
 
     @contextmanager
     def write(

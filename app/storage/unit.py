@@ -26,7 +26,7 @@ part               owns
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -59,10 +59,26 @@ class DataVersion:
 
 
 class UnitOfWork:
-    def __init__(self, connection: Connection, recorded_by: str | None = None) -> None:
-        self.c = connection
+    def __init__(
+        self, connection: Connection | Callable[[], Connection], recorded_by: str | None = None
+    ) -> None:
+        if isinstance(connection, Connection):
+            self._connection: Connection | None = connection
+        else:
+            self._connection, self._connect = None, connection
         self.recorded_by = recorded_by
         self.boundaries_changed = False  # set by regions.save; bumps DataVersion.boundaries
+
+    @property
+    def c(self) -> Connection:
+        """The unit's connection; a read unit takes it from the pool at its first statement."""
+        if self._connection is None:
+            self._connection = self._connect()
+        return self._connection
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
 
     @property
     def dialect(self) -> str:

@@ -21,7 +21,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import URL
 
 from app import __version__
-from app.api.deps import Unit
+from app.api.deps import Unit, parameters_of
 from app.api.ogc import html
 from app.api.ogc.collections import COLLECTIONS, Collection, Item, ItemQuery
 from app.api.ogc.filters import CRS84, parse_bbox, parse_filter
@@ -131,7 +131,8 @@ class ItemsParameters:
 # What GIS clients send with every request: GDAL and QGIS append a connection URL's parameters
 # (``OAPIF:http://host/?datetime=…``) to the landing page, conformance, API and collection
 # requests too. Those resources take them, checked like /items's, and ignore them.
-ConnectionParameters = Annotated[ItemsParameters, Depends()]
+Items = Annotated[ItemsParameters, Depends(parameters_of(ItemsParameters))]
+ConnectionParameters = Items
 
 
 def check_collection_parameters(request: Request, coll: Collection) -> None:
@@ -505,7 +506,7 @@ def items(
     request: Request,
     unit: Unit,
     collection_id: CollectionId,
-    p: Annotated[ItemsParameters, Depends()],
+    p: Items,
     f: Format = None,
 ) -> Response:
     coll = _collection(collection_id)

@@ -17,9 +17,6 @@ for an error). A tile outside the matrix is a
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-import typing
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -27,7 +24,7 @@ import morecantile
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
-from app.api.deps import Unit
+from app.api.deps import Unit, parameters_of
 from app.api.ogc import routes as ogc
 from app.api.ogc.collections import COLLECTIONS, Collection
 from app.api.params import known_moment, max_age_span, piece_filter, region_codes
@@ -48,42 +45,26 @@ CRS_3857 = "http://www.opengis.net/def/crs/EPSG/0/3857"
 # The filters a tile takes: those of /collections/{id}/items that make sense for a tile, with
 # the very declarations (types, descriptions) of that route.
 FILTERS = ("datetime", "region", "party", "status", "source", "account", "known_at", "max_age")
-_ITEMS = typing.get_type_hints(ogc.ItemsParameters, include_extras=True)
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ogc.ItemsParameters)}
-
-
-def _tile_filters(**values: Any) -> dict[str, Any]:
-    return values
-
-
-_tile_filters.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [
-        inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY, annotation=_ITEMS[name], default=_DEFAULTS[name]
-        )
-        for name in FILTERS
-    ]
-)
-Filters = Annotated[dict[str, Any], Depends(_tile_filters)]
+Filters = Annotated[ogc.ItemsParameters, Depends(parameters_of(ogc.ItemsParameters, FILTERS))]
 
 TileMatrixSetId = Annotated[
     str, Path(alias="tileMatrixSetId", description="Tile matrix set: only `WebMercatorQuad`.")
 ]
 
 
-def _query(unit: Unit, coll: Collection, filters: dict[str, Any]) -> dict[str, Any]:
+def _query(unit: Unit, coll: Collection, filters: ogc.ItemsParameters) -> dict[str, Any]:
     """What the filters ask of :meth:`Tiles.control` or :meth:`Tiles.regions`, read exactly as
     /items reads them (unknown codes are 400s that list the known ones)."""
     query: dict[str, Any] = {
-        "regions": region_codes(unit, filters["region"]),
-        "known_at": known_moment(filters["known_at"]),
+        "regions": region_codes(unit, filters.region),
+        "known_at": known_moment(filters.known_at),
     }
-    window = parse_window(filters["datetime"]) if filters["datetime"] is not None else None
+    window = parse_window(filters.datetime) if filters.datetime is not None else None
     if coll.id == "control":
         query["window"] = window
-        query["since"] = ogc.fresh_since(window, max_age_span(filters["max_age"]))
+        query["since"] = ogc.fresh_since(window, max_age_span(filters.max_age))
         query["flt"] = piece_filter(
-            unit, filters["party"], filters["status"], filters["source"], filters["account"]
+            unit, filters.party, filters.status, filters.source, filters.account
         )
     return query
 

@@ -210,7 +210,7 @@ def series_query(
     return SeriesQuery(region.slug, party_code, flt, account is not None, known, members)
 
 
-def two_moments(
+async def two_moments(
     from_: Annotated[
         str,
         Query(alias="from", description=f"Start moment. {MOMENT_HELP}", examples=["2024-08-31"]),
