@@ -42,6 +42,11 @@ picks a winner: it shows them side by side.
 - Features flagged `illustrative` are schematic, not surveyed front lines.
 """
 
+# Browsers, GDAL and QGIS ask for gzip. Level 9 (Starlette's default) spent 424 ms of CPU on a
+# 100-feature page (1.6 MB) and 12 ms on an as-of answer (55 KB) here, level 4 71 ms and 1.5 ms,
+# for answers 0.5 % and 1.6 % larger (nginx's default is 1: 33 ms, 12 % larger).
+GZIP_LEVEL = 4
+
 
 def create_app(
     settings: Settings | None = None,
@@ -82,7 +87,7 @@ def create_app(
     app.state.settings = settings
     app.state.database = db
     # Innermost first: the last added sees the request first.
-    app.add_middleware(GZipMiddleware, minimum_size=2048)
+    app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=GZIP_LEVEL)
     app.add_middleware(StopWhenClientGone)  # inside the cache: an answer from memory costs nothing
     app.add_middleware(GiveBackMemory)  # and leaves nothing to give back
     app.add_middleware(HttpCache, db=db, settings=settings)  # outside gzip: keeps it encoded
