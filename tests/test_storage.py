@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, box
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
 from sqlalchemy.exc import IntegrityError
@@ -515,7 +515,7 @@ def test_migration_0010_puts_polygons_last_and_keeps_every_row(
     indexes = _indexes(engine)
     if backend == "postgis":  # the polygon and, before it, the citation's texts and the hashes
         assert _values_out_of_line(engine) > 1
-    upgrade(engine)
+    upgrade(engine, "0010")
     if backend == "postgis":
         assert _values_out_of_line(engine) == 1  # the polygon alone
     assert {t: _rows(engine, t) for t in ("observations", "pieces")} == before
@@ -540,3 +540,108 @@ def test_migration_0010_puts_polygons_last_and_keeps_every_row(
             )
         )
     engine.dispose()
+
+
+def _planner_rows(engine: Engine, table: str) -> int:
+    """How many rows of ``table`` the database's planner statistics say there are."""
+    with engine.connect() as c:
+        if engine.dialect.name == "sqlite":
+            stat = c.execute(
+                text("SELECT stat FROM sqlite_stat1 WHERE tbl = :t AND idx IS NOT NULL"),
+                {"t": table},
+            ).scalars()
+            return max(int(s.split()[0]) for s in stat)
+        return int(
+            c.execute(
+                text("SELECT reltuples FROM pg_class WHERE relname = :t"), {"t": table}
+            ).scalar_one()
+        )
+
+
+def test_after_a_bulk_write_the_planner_knows_how_large_the_tables_have_grown(
+    repo: Store,
+) -> None:
+    """A database that grows fivefold in a second import gets statistics of its new size
+    (SQLite's ``PRAGMA optimize``, run before, analysed again only after a tenfold growth)."""
+    boxes = [box(35.2 + i * 0.01, 51.15, 35.25 + i * 0.01, 51.2) for i in range(30)]
+    moments = [f"2024-09-{d:02d}" for d in range(1, 31)]
+    repo.add_observations([obs(moments[i], boxes[i]) for i in range(5)])
+    repo.db.after_bulk_write()
+    assert _planner_rows(repo.engine, "pieces") == 5
+    repo.add_observations([obs(moments[i], boxes[i]) for i in range(5, 30)])
+    repo.db.after_bulk_write()
+    assert _planner_rows(repo.engine, "pieces") == 30
+
+
+def test_the_as_of_query_on_postgis_finds_the_pieces_in_force_by_their_range(
+    postgis_empty_engine: Engine,
+) -> None:
+    """Issue 9's defect: on a long history PostgreSQL expected hundreds of pieces in force
+    where there are a few, and hash-joined a scan of every observation. With the ranges of
+    migration 0011 the pieces in force are found through their index, the estimate is of the
+    order of the answer, and observations are joined by key. The history here is shaped like
+    the archive's: every region's ground redrawn daily by one source, 600 days, 18,000 pieces."""
+    engine = postgis_empty_engine
+    repo = Store(engine)
+    with repo.writer() as unit:
+        load_regions(unit, DATA_DIR / "regions" / "boundaries.geojson")
+    repo.save_source(Source("osint-map", "An OSINT map", SourceKind.OSINT, None))
+    with engine.connect() as c:
+        slugs = list(c.execute(select(region_boundaries.c.region).distinct()).scalars())[:30]
+    start, days = day("2023-01-01"), 600
+    rows = []
+    for i in range(days):
+        for slug in slugs:
+            moment = start + dt.timedelta(days=i)
+            rows.append(
+                {
+                    "id": 1 + len(rows),
+                    "slug": slug,
+                    "from": moment,
+                    "until": None if i == days - 1 else moment + dt.timedelta(days=1),
+                }
+            )
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO observations (id, source, status, basis, illustrative, "
+                "content_hash, valid_from, recorded_at) VALUES (:id, 'osint-map', 'controlled', "
+                "'assessed', false, md5(CAST(:id AS text)), :from, :from)"
+            ),
+            rows,
+        )
+        c.execute(
+            text(
+                "INSERT INTO pieces (observation_id, region, source, status, basis, valid_from, "
+                "valid_until, active) VALUES (:id, :slug, 'osint-map', 'controlled', "
+                "'assessed', :from, :until, true)"
+            ),
+            rows,
+        )
+        c.execute(text("ANALYZE pieces; ANALYZE observations"))
+    at = start + dt.timedelta(days=400, hours=12)
+    statements: list[tuple[str, Any]] = []
+
+    def remember(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        found = repo.in_force(slugs[0], at, PieceFilter())
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    assert [(p.region, p.valid_from) for p in found] == [(slugs[0], start + dt.timedelta(400))]
+    [(statement, parameters)] = [s for s in statements if "FROM pieces" in s[0]]
+    with engine.connect() as c:
+        plan = c.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar_one()
+    nodes = list(_plan_nodes(plan[0]["Plan"]))
+    assert any(n.get("Index Name") == "ix_pieces_in_force" for n in nodes), nodes
+    assert not any(n["Node Type"] == "Seq Scan" for n in nodes), nodes
+    assert plan[0]["Plan"]["Plan Rows"] < 10
+    engine.dispose()
+
+
+def _plan_nodes(node: dict[str, Any]) -> Any:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)

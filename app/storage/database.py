@@ -214,15 +214,18 @@ class Database:
     def after_bulk_write(self) -> None:
         """After many write units (an import): PostgreSQL vacuums and analyses the tables they
         wrote, so that the rows of the pieces they ended leave no dead tuples and the planner's
-        estimates follow the new data; SQLite runs ``PRAGMA optimize``. Neither blocks readers
-        or writers."""
+        estimates follow the new data; SQLite analyses the whole file (some 25 ms for 1,000
+        days of the whole theatre, holding off writers that long, never readers).
+        ``PRAGMA optimize``, which it ran before, analyses again only after a tenfold growth:
+        statistics taken at 2,000 pieces sent the area series of 11,600 through the wrong
+        index (18 ms for its query where 10 ms do)."""
         if self.dialect == "postgresql":
             tables = ", ".join(t.name for t in BULK_WRITTEN)
             with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
                 c.exec_driver_sql(f"VACUUM (ANALYZE) {tables}")
             return
         with self._engine.connect() as c:
-            c.exec_driver_sql("PRAGMA optimize")
+            c.exec_driver_sql("ANALYZE")
             c.commit()
 
     def upgrade(self, revision: str = "head") -> None:

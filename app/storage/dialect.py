@@ -13,6 +13,8 @@
   the stored WKB (:func:`app.domain.geometry.geojson_texts`), the same text.
 - Moments as RFC 3339 text in SQL (vector tiles encoded by PostGIS) are PostgreSQL's
   ``to_char``; SQLite tiles are encoded in Python.
+- Which validity intervals meet a moment or a window: on PostgreSQL through a GiST index of
+  their ranges (migration 0011), on SQLite by the as-of index alone.
 - Stopping a running statement from another thread: PostgreSQL takes a cancel request (over a
   connection of its own), SQLite ``interrupt()``.
 """
@@ -75,6 +77,27 @@ def interrupter(c: Connection) -> Callable[[], None]:
     if c.dialect.name == "postgresql":
         return lambda: raw.cancel_safe(timeout=10)  # type: ignore[union-attr]
     return raw.interrupt  # type: ignore[union-attr,no-any-return]
+
+
+def intervals_meeting(
+    c: Connection,
+    valid_from: ColumnElement[Any],
+    valid_until: ColumnElement[Any],
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+) -> list[ColumnElement[bool]]:
+    """On PostgreSQL, ``[valid_from, valid_until] && [start, end]`` as ranges, which the GiST
+    index of migration 0011 answers: the few intervals that meet a moment are found through it
+    and the planner, which has statistics on the ranges, expects a few rows. By the plain
+    comparisons alone (which stay, as the exact test: these closed ranges hold a little more
+    than the half-open intervals), the as-of query read every earlier interval of the region
+    and was expected to return hundreds of rows, so it hash-joined a scan of every
+    observation: 1.3 ms where 0.3 ms do, growing with the history. SQLite: nothing to add."""
+    if c.dialect.name != "postgresql":
+        return []
+    moment = postgresql.TIMESTAMP(timezone=True)
+    asked = func.tstzrange(cast(start, moment), cast(end, moment), "[]")
+    return [func.tstzrange(valid_from, valid_until, "[]").op("&&")(asked)]
 
 
 def insert_unless_duplicate(

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import shapely
 from shapely.geometry import MultiPolygon
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import Connection, func, or_, select, tuple_
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.util import find_tables
 
@@ -60,10 +60,14 @@ Window = tuple[dt.datetime | None, dt.datetime | None]
 
 
 def in_window(
-    query: Select[Any], start: dt.datetime | None, end: dt.datetime | None
+    c: Connection, query: Select[Any], start: dt.datetime | None, end: dt.datetime | None
 ) -> Select[Any]:
     """Pieces whose validity interval meets ``[start, end]``: :func:`app.domain.asof.overlaps`
-    in SQL, on the stored intervals."""
+    in SQL, on the stored intervals (on PostgreSQL found through their range index first,
+    see :func:`app.storage.dialect.intervals_meeting`)."""
+    query = query.where(
+        *dialect.intervals_meeting(c, pieces.c.valid_from, pieces.c.valid_until, start, end)
+    )
     if end is not None:
         query = query.where(pieces.c.valid_from <= end)
     if start is not None:
@@ -72,6 +76,7 @@ def in_window(
 
 
 def _narrowed(
+    c: Connection,
     query: Select[Any],
     bbox: Envelope | None,
     window: Window | None,
@@ -88,7 +93,7 @@ def _narrowed(
             pieces.c.max_lat >= min_lat,
         )
     if window is not None:
-        query = in_window(query, *window)
+        query = in_window(c, query, *window)
     if condition is not None:
         query = query.where(condition)
     return query
@@ -165,7 +170,7 @@ class Pieces(Part):
         recomputed from that record (the stored ``valid_until`` reflects the present).
         """
         if known_at is None:
-            query = in_window(self.selection(region, flt, with_geometry), at, at)
+            query = in_window(self.c, self.selection(region, flt, with_geometry), at, at)
             return [piece_from_row(row) for row in self.c.execute(query).mappings()]
         chosen = [
             p
@@ -225,7 +230,7 @@ class Pieces(Part):
         if since is not None:
             query = query.where(pieces.c.valid_from >= since)
         if known_at is None:
-            query = _narrowed(query, bbox, window, condition)
+            query = _narrowed(self.c, query, bbox, window, condition)
         found = [piece_from_row(row) for row in self.c.execute(query).mappings()]
         if known_at is not None:
             found = asof.with_intervals(found)
@@ -259,7 +264,7 @@ class Pieces(Part):
             query = query.where(pieces.c.region.in_(list(regions)))
         if since is not None:
             query = query.where(pieces.c.valid_from >= since)
-        query = _narrowed(query, bbox, window, condition)
+        query = _narrowed(self.c, query, bbox, window, condition)
         if bbox is not None:
             query = query.where(*dialect.intersects_box(self.c, pieces.c.geometry, bbox))
         where = query.whereclause

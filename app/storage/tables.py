@@ -146,7 +146,8 @@ pieces = Table(
     # Migration 0008 adds ix_pieces_paging: (valid_from, observation_id, region in byte order)
     # WHERE active, the order the control collection pages in (see Pieces.page); 0009 adds
     # ix_pieces_open: (source, basis, valid_until) WHERE active, what a source has in force at
-    # the head of an import (see Imports.ground_in_force).
+    # the head of an import (see Imports.ground_in_force); 0011 adds ix_pieces_in_force on
+    # PostgreSQL: the validity intervals as ranges, GiST (see dialect.intervals_meeting).
 )
 
 import_files = Table(

@@ -253,7 +253,7 @@ class Tiles(Part):
             return encode("control", features, shape)
         query = self.unit.pieces.selection(None, flt, with_geometry=False)
         if window is not None:
-            query = in_window(query, *window)
+            query = in_window(self.c, query, *window)
         if regions is not None:
             query = query.where(pieces.c.region.in_(list(regions)))
         if since is not None:
