@@ -6,6 +6,7 @@ import gzip
 import inspect
 import io
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 import shapely
 from fastapi.testclient import TestClient
 from shapely.geometry import shape
+from sqlalchemy import Engine, event
 
 from app.api.routing import route_table
 from app.domain import geometry as geo
@@ -419,6 +421,51 @@ def test_only_dependencies_that_read_the_database_run_in_a_worker_thread(
         walk(route.dependant, route.path_format)
     assert set(threaded) == READ_THE_DATABASE, threaded
     assert "/regions/{slug}/control" not in set().union(*threaded.values())
+
+
+def _commits_during(client: TestClient, engine: Engine, url: str) -> list[str]:
+    """Where each commit ran while ``url`` was answered: in the endpoint's own worker thread,
+    in the wrapper around it (``app.api.routing.ending_read_units``: "route"), or at the end
+    of the read unit's block (``Database.read``), from the dependency's exit ("dependency").
+    The HTTP cache's own reads of the data version (``VersionClock``) are left out."""
+    seen: list[str] = []
+
+    def committed(connection: Any) -> None:
+        frames = {(Path(f.filename).name, f.function) for f in inspect.stack()}
+        if ("caching.py", "_read") in frames:
+            return
+        seen.append(
+            "route"
+            if ("routing.py", "run") in frames
+            else "dependency"
+            if ("database.py", "read") in frames  # the end of the unit's block
+            else "elsewhere"
+        )
+
+    event.listen(engine, "commit", committed)
+    try:
+        answer = client.get(url)
+    finally:
+        event.remove(engine, "commit", committed)
+    assert answer.status_code < 500, answer.text
+    return seen
+
+
+def test_a_read_unit_ends_in_its_routes_thread_unless_the_answer_is_streamed(
+    client: TestClient, seeded_engine: Engine
+) -> None:
+    """A plain endpoint's read unit commits (and frees its connection) inside the endpoint's
+    own call, in its worker thread, not in a second hop from the dependency's exit; a streamed
+    export reads on after its endpoint returned, so its unit ends after it; a 404 leaves its
+    unit to the dependency (rolled back, no commit) and the pool stays usable."""
+    control = "/regions/kursk/control?at=2024-08-31"
+    assert _commits_during(client, seeded_engine, control) == ["route"]
+    assert _commits_during(client, seeded_engine, "/regions/kursk/area?party=UA") == ["route"]
+    streamed = "/exports/observations?region=kursk&format=csv"
+    assert _commits_during(client, seeded_engine, streamed) == ["dependency"]
+    for _ in range(20):  # more than the pool holds: each unit gave its connection back
+        assert _commits_during(client, seeded_engine, "/regions/nowhere/control") == []
+    assert client.get("/regions/kursk/control").status_code == 200
 
 
 def test_gzip_costs_little_cpu(client: TestClient) -> None:

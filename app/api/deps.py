@@ -10,8 +10,9 @@ hands out an engine or a connection.
 A dependency that does no I/O is an ``async def``: FastAPI runs a plain ``def`` in a worker
 thread, and each such hop costs a request some 0.3 ms on this project's machines (several per
 request added up to a tenth of an as-of answer). The read unit makes no hop of its own: it
-connects at its first statement, in the thread of the route that runs it, and only its end
-(the commit, the connection back to the pool) is handed to a thread, when it connected.
+connects at its first statement, in the thread of the route that runs it, and the route ends
+it there too once its answer is built (:func:`app.api.routing.ending_read_units`). Only a unit
+left open (a streamed answer, an error) is ended here, in a thread when it holds a connection.
 ``tests/test_api.py`` holds every route's dependencies to this.
 """
 
@@ -84,7 +85,8 @@ async def read_unit(db: Db, request: Request) -> AsyncIterator[UnitOfWork]:
 async def _end(
     reading: AbstractContextManager[UnitOfWork], unit: UnitOfWork, error: BaseException | None
 ) -> bool | None:
-    """End the unit (in a worker thread if it connected); True if ``error`` was dealt with."""
+    """End the unit (in a worker thread if it still holds a connection); True if ``error``
+    was dealt with."""
     exc_info = (None, None, None) if error is None else (type(error), error, error.__traceback__)
     if unit.connected:
         return await run_in_threadpool(reading.__exit__, *exc_info)

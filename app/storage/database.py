@@ -168,8 +168,10 @@ class Database:
         """A unit for reading: one transaction, so every read in it sees the same data. With a
         ``cancellation``, its ``cancel()`` stops the unit's work (it raises
         :class:`Cancelled`). The unit takes a connection from the pool at its first statement,
-        in the thread that runs it, not when the block begins: a request's unit is made on the
-        event loop and used in the route's worker thread (:mod:`app.api.deps`)."""
+        in the thread that runs it, not when the block begins, and may be ended before the
+        block does (:meth:`UnitOfWork.end`), in the thread that used it: a request's unit is
+        made on the event loop and used, and ended, in the route's worker thread
+        (:mod:`app.api.deps`)."""
         if cancellation is not None:
             cancellation.check()
         with ExitStack() as opened:
@@ -181,7 +183,7 @@ class Database:
                     opened.enter_context(cancellation.guarding(connection))
                 return connection
 
-            yield UnitOfWork(connect)
+            yield UnitOfWork(connect, end=opened.close)
 
     @contextmanager
     def write(

@@ -60,25 +60,48 @@ class DataVersion:
 
 class UnitOfWork:
     def __init__(
-        self, connection: Connection | Callable[[], Connection], recorded_by: str | None = None
+        self,
+        connection: Connection | Callable[[], Connection],
+        recorded_by: str | None = None,
+        end: Callable[[], None] | None = None,
     ) -> None:
         if isinstance(connection, Connection):
             self._connection: Connection | None = connection
         else:
             self._connection, self._connect = None, connection
+        self._end = end
+        self.ended = False
         self.recorded_by = recorded_by
         self.boundaries_changed = False  # set by regions.save; bumps DataVersion.boundaries
 
     @property
     def c(self) -> Connection:
         """The unit's connection; a read unit takes it from the pool at its first statement."""
+        if self.ended:
+            raise RuntimeError("this unit of work has ended: its reads are done")
         if self._connection is None:
             self._connection = self._connect()
         return self._connection
 
     @property
     def connected(self) -> bool:
-        return self._connection is not None
+        """Whether the unit holds a connection, which its end gives back (a round trip)."""
+        return self._connection is not None and not self.ended
+
+    @property
+    def can_end(self) -> bool:
+        """Whether :meth:`end` may be called: a read unit (see ``Database.read``) not ended yet."""
+        return self._end is not None and not self.ended
+
+    def end(self) -> None:
+        """End a read unit before its block does, in the thread that used it: its transaction
+        commits and its connection goes back to the pool; a later statement is an error. The
+        block's own end then has nothing left to do."""
+        if self._end is None:
+            raise RuntimeError("only a read unit ends before its block")
+        if not self.ended:
+            self.ended = True
+            self._end()
 
     @property
     def dialect(self) -> str:
