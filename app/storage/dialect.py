@@ -80,11 +80,11 @@ def interrupter(c: Connection) -> Callable[[], None]:
 
 
 def intervals_meeting(
-    c: Connection,
+    c: Connection | Engine,
     valid_from: ColumnElement[Any],
     valid_until: ColumnElement[Any],
-    start: dt.datetime | None,
-    end: dt.datetime | None,
+    start: dt.datetime | ColumnElement[dt.datetime] | None,
+    end: dt.datetime | ColumnElement[dt.datetime] | None,
 ) -> list[ColumnElement[bool]]:
     """On PostgreSQL, ``[valid_from, valid_until] && [start, end]`` as ranges, which the GiST
     index of migration 0011 answers: the few intervals that meet a moment are found through it
@@ -179,7 +179,7 @@ def geojson_or_wkb(c: Connection, column: Any, precision: int = 6) -> Any:
     return type_coerce(column, LargeBinary)
 
 
-def in_byte_order(c: Connection, column: Any) -> Any:
+def in_byte_order(c: Connection | Engine, column: Any) -> Any:
     """A text column to sort by code points, as Python and SQLite do (PostgreSQL otherwise
     sorts by the database's locale)."""
     return column.collate("C") if c.dialect.name == "postgresql" else column
