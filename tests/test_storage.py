@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import pytest
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, box
-from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from app.domain import geometry as geo
 from app.domain import pieces as pieces_module
 from app.domain.errors import InvalidInput
 from app.domain.model import Basis, Citation, NewObservation, Party, Source, SourceKind, Status
 from app.seed import load_regions, seed
-from app.storage.database import upgrade
+from app.storage.database import Database, upgrade
+from app.storage.dialect import IDLE_PING_SECONDS
 from app.storage.pieces import PieceFilter
 from app.storage.tables import observations, pieces, region_boundaries
 from app.storage.types import Geometry, UTCDateTime
@@ -645,3 +648,35 @@ def _plan_nodes(node: dict[str, Any]) -> Any:
     yield node
     for child in node.get("Plans", []):
         yield from _plan_nodes(child)
+
+
+def _drop_connections(engine: Engine) -> int:
+    """What a server restart does to the engine's pooled connections: ended by the server."""
+    with engine.connect() as c:  # taken and given back: the pool's connection is this one
+        pid = c.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+    admin = create_engine(engine.url, poolclass=NullPool)
+    with admin.connect() as c:
+        ended = c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+    admin.dispose()
+    return int(bool(ended))
+
+
+@pytest.mark.postgis
+def test_a_dropped_connection_is_replaced_once_it_was_idle(postgis_empty_engine: Engine) -> None:
+    """PostgreSQL connections are tested before use only when they have been idle for
+    IDLE_PING_SECONDS (app.storage.dialect.ping_when_idle), not at every checkout: one the
+    server ended while it sat in the pool that long is replaced unseen; one ended within a
+    moment of its last use fails the one statement that finds it, and the pool is renewed."""
+    db = Database(postgis_empty_engine)
+    with db.read() as unit:
+        assert unit.data_version().version >= 0
+    assert _drop_connections(postgis_empty_engine) == 1
+    time.sleep(IDLE_PING_SECONDS + 0.2)
+    with db.read() as unit:  # tested at checkout, found dropped, replaced
+        assert unit.data_version().version >= 0
+
+    assert _drop_connections(postgis_empty_engine) == 1
+    with pytest.raises(OperationalError), db.read() as unit:  # given back just now: not tested
+        unit.data_version()
+    with db.read() as unit:  # SQLAlchemy replaced the pool's connections after that failure
+        assert unit.data_version().version >= 0

@@ -51,7 +51,9 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         # Per worker process: up to 10 connections, so 8 workers stay within PostgreSQL's
         # default max_connections of 100 (a request holds one, a write a second).
         kwargs = {"pool_size": 5, "max_overflow": 5, **kwargs}
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        engine = create_engine(url, **kwargs)
+        dialect.configure(engine)  # connections idle for a while are tested before use
+        return engine
     raise UnsupportedDatabase(
         f"Unsupported DATABASE_URL {parsed.render_as_string(hide_password=True)!r}: "
         "use sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DBNAME"
