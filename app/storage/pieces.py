@@ -389,8 +389,13 @@ class Pieces(Part):
         out: dict[tuple[int, str], MultiPolygon | None] = {}
         key = tuple_(pieces.c.observation_id, pieces.c.region)
         for chunk in chunks(sorted(set(keys))):
-            query = select(pieces.c.observation_id, pieces.c.region, pieces.c.geometry)
-            for oid, region, geometry in self.c.execute(query.where(key.in_(list(chunk)))):
+            # The ids alone first: SQLite searches the primary key by them, where a list of
+            # (id, region) pairs alone has it scan every piece (10 ms at 11,600 pieces).
+            ids = sorted({oid for oid, _ in chunk})
+            query = select(pieces.c.observation_id, pieces.c.region, pieces.c.geometry).where(
+                pieces.c.observation_id.in_(ids), key.in_(list(chunk))
+            )
+            for oid, region, geometry in self.c.execute(query):
                 out[(oid, region)] = geometry
         return out
 
