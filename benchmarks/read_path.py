@@ -18,7 +18,8 @@ and reuses them next time), then starts, all on 127.0.0.1:
   from disk: the floor for the same bytes.
 
 For each request of issue 9's table (Donetsk's control in force on 2024-06-01; 100 and 1,000
-items of the control collection; Donetsk's area series for RU), with 1 and 8 clients, it runs
+items of the control collection; Donetsk's area series for RU), and a vector tile of the east
+as of that moment (z6, tipg's own tiles over the same view), with 1 and 8 clients, it runs
 ``wrk`` (installed with apt-get if missing) for ``--seconds`` against each server in turn, in
 ``--rounds`` interleaved rounds, and prints req/s and p50/p95 latency (the median over rounds),
 the ratio of ours to tipg and to nginx, and each server's memory (RSS of the process and its
@@ -68,9 +69,9 @@ VIEW = "bench_control"
 IN_FORCE_ECQL = (  # pygeoapi's cql-text is ECQL: a quoted moment, which PostgreSQL casts
     f"region='donetsk' AND valid_from <= '{AT}' AND valid_until > '{AT}'"
 )
-IN_FORCE = (
-    f"region='donetsk' AND valid_from <= TIMESTAMP('{AT}') AND valid_until > TIMESTAMP('{AT}')"
-)
+IN_FORCE_ANYWHERE = f"valid_from <= TIMESTAMP('{AT}') AND valid_until > TIMESTAMP('{AT}')"
+IN_FORCE = f"region='donetsk' AND {IN_FORCE_ANYWHERE}"
+TILE = "6/38/22"  # z/x/y
 
 
 def _q(**params: Any) -> str:
@@ -97,6 +98,12 @@ REQUESTS: dict[str, dict[str, str]] = {
         "pygeoapi": "/collections/control/items?limit=1000&f=json",
     },
     "area Donetsk RU": {"ours": "/regions/donetsk/area?party=RU"},
+    # A vector tile of eastern Ukraine (z6, Donetsk and its neighbours) as of the same moment.
+    "tile z6 east 2024-06-01": {
+        "ours": f"/collections/control/tiles/WebMercatorQuad/{TILE}" + _q(datetime=AT),
+        "tipg": f"/collections/public.{VIEW}/tiles/WebMercatorQuad/{TILE}"
+        + _q(filter=IN_FORCE_ANYWHERE, **{"filter-lang": "cql2-text"}),
+    },
 }
 
 WRK_SCRIPT = """
