@@ -682,12 +682,7 @@ def test_a_dropped_connection_is_replaced_once_it_was_idle(postgis_empty_engine:
         assert unit.data_version().version >= 0
 
 
-def test_polygons_by_key_are_found_by_key_on_sqlite(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    """``Pieces.geometries`` (tiles, exports, the record as it stood) reads the pieces it is
-    asked for through the primary key: a list of (id, region) pairs alone had SQLite scan
-    every piece, 10 ms a tile at 1,000 days of the whole theatre, growing with the history."""
+def _sqlite_repo(tmp_path_factory: pytest.TempPathFactory) -> Store:
     engine = _new_engine("sqlite", tmp_path_factory, None)
     upgrade(engine)
     repo = Store(engine)
@@ -695,6 +690,18 @@ def test_polygons_by_key_are_found_by_key_on_sqlite(
         load_regions(unit, DATA_DIR / "regions" / "boundaries.geojson")
     repo.save_party(Party("UA", "Ukraine", "#0057b7"))
     repo.save_source(Source("osint-map", "An OSINT map", SourceKind.OSINT, None))
+    repo.save_source(Source("ua-gs", "UA General Staff", SourceKind.MILITARY, "UA"))
+    return repo
+
+
+def test_polygons_by_key_are_found_by_key_on_sqlite(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``Pieces.geometries`` (tiles, exports, the record as it stood) reads the pieces it is
+    asked for through the primary key: a list of (id, region) pairs alone had SQLite scan
+    every piece, 10 ms a tile at 1,000 days of the whole theatre, growing with the history."""
+    repo = _sqlite_repo(tmp_path_factory)
+    engine = repo.engine
     boxes = [box(35.2 + i * 0.01, 51.15, 35.25 + i * 0.01, 51.2) for i in range(30)]
     repo.add_observations([obs(f"2024-09-{i + 1:02d}", boxes[i]) for i in range(30)])
     repo.db.after_bulk_write()
@@ -721,3 +728,140 @@ def test_polygons_by_key_are_found_by_key_on_sqlite(
     assert any(step.startswith("SEARCH pieces USING") for step in plan), plan
     assert not any(step.startswith("SCAN pieces") for step in plan), plan
     engine.dispose()
+
+
+def _spans_off_by(repo: Store) -> list[Any]:
+    """The current pieces whose box in the R*Tree of migration 0012 is missing or does not
+    hold the piece's interval and bounding box (it may hold a little more: 32-bit floats,
+    rounded outwards), and the boxes of pieces that are not current."""
+    with repo.engine.connect() as c:
+        spans = {row[0]: row[1:] for row in c.exec_driver_sql("SELECT * FROM pieces_span").all()}
+        current = c.exec_driver_sql(
+            "SELECT rowid, julianday(valid_from) - 2451545, "
+            "coalesce(julianday(valid_until) - 2451545, 1e7), min_lon, max_lon, min_lat, max_lat "
+            "FROM pieces WHERE active = 1"
+        ).all()
+    wrong: list[Any] = []
+    for rowid, t0, t1, *box_ in current:
+        span = spans.pop(rowid, None)
+        world = (-180.0, 180.0, -90.0, 90.0)
+        lon0, lon1, lat0, lat1 = (w if v is None else v for v, w in zip(box_, world, strict=True))
+        if (
+            span is None
+            or not (span[0] <= t0 and span[1] >= t1 and span[2] <= lon0 and span[3] >= lon1)
+            or not (span[4] <= lat0 and span[5] >= lat1)
+        ):
+            wrong.append((rowid, span))
+    return wrong + [("not current", rowid) for rowid in spans]
+
+
+def test_the_r_tree_of_spans_follows_every_write_on_sqlite(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The R*Tree of the current pieces' intervals and boxes (migration 0012, kept by
+    triggers) holds each current piece's box and no other, through new records, back-dated
+    ones, bare figures, corrections, retractions, a replaced boundary and a rebuild."""
+    repo = _sqlite_repo(tmp_path_factory)
+    shapes = [SUDZHA_BOX, box(35.3, 51.15, 35.4, 51.25), ACROSS_BORDER]
+    ids = []
+    for n, valid_from in enumerate(["2025-01-10", "2025-01-20", "2025-01-05", "2025-01-20"]):
+        [written] = repo.add_observations([obs(valid_from, shapes[n % 3])])
+        ids.append(written.observation_id)
+        assert _spans_off_by(repo) == [], f"after write {n}"
+    repo.add_observations(
+        [obs("2025-01-07", None, reported_area_km2=12.0, reported_region="kursk", source="ua-gs")]
+    )
+    with repo.writer() as unit:
+        unit.revisions.correct(ids[1], obs("2025-01-12", shapes[0], note="corrected"))
+        unit.revisions.retract(ids[3], "mistaken")
+    assert _spans_off_by(repo) == []
+    region = repo.region("kursk")
+    repo.save_region(
+        "kursk", region.name, region.country, region.country_code, box(35.2, 51.15, 35.3, 51.25)
+    )
+    assert _spans_off_by(repo) == []
+    repo.rebuild_pieces()
+    assert _spans_off_by(repo) == []
+    with repo.engine.connect() as c:
+        assert c.exec_driver_sql("SELECT count(*) FROM pieces_span").scalar_one() >= 4
+
+
+def test_what_is_in_force_in_a_box_is_found_through_the_r_tree_on_sqlite(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Every region's pieces in force at a moment inside a box (a tile, a page with datetime
+    and bbox) are found through the R*Tree, not by a walk of the history up to the moment,
+    and are the same pieces a database without the R*Tree gives. The history is shaped like
+    the archive's: 30 regions' ground redrawn daily by one source, 300 days, 9,000 pieces."""
+    repo = _sqlite_repo(tmp_path_factory)
+    with repo.engine.connect() as c:
+        slugs = list(c.execute(select(region_boundaries.c.region).distinct()).scalars())[:30]
+    start, days = day("2023-01-01"), 300
+    rows = []
+    for i in range(days):
+        for n, slug in enumerate(slugs):
+            moment = start + dt.timedelta(days=i)
+            west = 22.0 + n  # a box a region
+            rows.append(
+                {
+                    "id": 1 + len(rows),
+                    "slug": slug,
+                    "from": moment.replace(tzinfo=None),
+                    "until": None
+                    if i == days - 1
+                    else (moment + dt.timedelta(days=1)).replace(tzinfo=None),
+                    "w": west,
+                    "e": west + 0.5,
+                }
+            )
+    with repo.engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO observations (id, source, status, basis, illustrative, "
+                "content_hash, valid_from, recorded_at) VALUES (:id, 'osint-map', 'controlled', "
+                "'assessed', 0, 'h' || :id, :from, :from)"
+            ),
+            rows,
+        )
+        c.execute(
+            text(
+                "INSERT INTO pieces (observation_id, region, source, status, basis, valid_from, "
+                "valid_until, active, min_lon, max_lon, min_lat, max_lat, area_km2) VALUES "
+                "(:id, :slug, 'osint-map', 'controlled', 'assessed', :from, :until, 1, :w, :e, "
+                "48.0, 49.0, 10.0)"
+            ),
+            rows,
+        )
+    repo.db.after_bulk_write()
+    assert _spans_off_by(repo) == []
+    at = start + dt.timedelta(days=200, hours=12)
+    around = (25.1, 47.0, 27.2, 50.0)  # the boxes of the 4th, 5th and 6th regions
+    statements: list[tuple[str, Any]] = []
+
+    def remember(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((statement, parameters))
+
+    def in_force_in_box(engine: Engine) -> list[tuple[int, str]]:
+        with Database(engine).read() as unit:
+            found = unit.pieces.everywhere(PieceFilter(), bbox=around, window=(at, at))
+        return [(p.observation_id, p.region) for p in found]
+
+    event.listen(repo.engine, "before_cursor_execute", remember)
+    try:
+        with_spans = in_force_in_box(repo.engine)
+    finally:
+        event.remove(repo.engine, "before_cursor_execute", remember)
+    [(statement, parameters)] = [s for s in statements if "FROM pieces" in s[0]]
+    with repo.engine.connect() as c:
+        plan = [row[3] for row in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+    assert any("pieces_span VIRTUAL TABLE" in step for step in plan), plan
+    assert not any("ix_pieces_paging" in step for step in plan), plan
+    assert sorted(with_spans) == sorted((1 + 200 * 30 + n, slugs[n]) for n in (3, 4, 5))
+
+    with repo.engine.begin() as c:  # the same database, as an SQLite without R*Tree has it
+        for trigger in ("insert", "update", "delete"):
+            c.exec_driver_sql(f"DROP TRIGGER pieces_span_{trigger}")
+        c.exec_driver_sql("DROP TABLE pieces_span")
+    without = create_engine(repo.engine.url)
+    assert in_force_in_box(without) == with_spans
+    without.dispose()

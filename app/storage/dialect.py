@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+import weakref
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -37,8 +38,12 @@ from sqlalchemy import (
     Table,
     case,
     cast,
+    column,
     event,
     func,
+    literal_column,
+    select,
+    table,
     text,
     type_coerce,
 )
@@ -190,6 +195,51 @@ def as_datetime(value: Any) -> dt.datetime | None:
 def has_spatial_sql(c: Connection) -> bool:
     """Whether the database tests geometries itself (PostGIS); SQLite stores WKB only."""
     return c.dialect.name == "postgresql"
+
+
+SPAN_EPOCH = dt.datetime(2000, 1, 1, 12, tzinfo=dt.UTC)  # julianday() 2451545, as 0012 counts
+_spans = table(
+    "pieces_span", *(column(n) for n in ("id", "t0", "t1", "lon0", "lon1", "lat0", "lat1"))
+)
+_has_spans: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+
+
+def spans_meeting(
+    c: Connection,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    box: tuple[float, float, float, float] | None,
+) -> list[ColumnElement[bool]]:
+    """On SQLite, the current pieces whose interval meets ``[start, end]`` and whose bounding
+    box meets ``box``, found through the R*Tree of migration 0012 (a superset: the caller keeps
+    the exact tests): without it, SQLite walks the paging index from the start of the history.
+    PostgreSQL (the GiST indexes of the ranges and the polygons), or an SQLite without the
+    R*Tree module: nothing to add."""
+    if c.dialect.name != "sqlite" or (start is None and end is None and box is None):
+        return []
+    if c.engine not in _has_spans:
+        found = c.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'pieces_span'")
+        _has_spans[c.engine] = found.first() is not None
+    if not _has_spans[c.engine]:
+        return []
+
+    def days(moment: dt.datetime) -> float:
+        return (moment - SPAN_EPOCH).total_seconds() / 86400
+
+    meets: list[ColumnElement[bool]] = []
+    if end is not None:
+        meets.append(_spans.c.t0 <= days(end))
+    if start is not None:
+        meets.append(_spans.c.t1 >= days(start))
+    if box is not None:
+        min_lon, min_lat, max_lon, max_lat = box
+        meets += [
+            _spans.c.lon0 <= max_lon,
+            _spans.c.lon1 >= min_lon,
+            _spans.c.lat0 <= max_lat,
+            _spans.c.lat1 >= min_lat,
+        ]
+    return [literal_column("pieces.rowid").in_(select(_spans.c.id).where(*meets))]
 
 
 def intersects_box(

@@ -89,6 +89,8 @@ def _narrowed(
 ) -> Select[Any]:
     """``query`` cut to the pieces whose stored bounding box meets ``bbox``, whose interval
     meets ``window`` and which meet ``condition``."""
+    start, end = window if window is not None else (None, None)
+    query = query.where(*dialect.spans_meeting(c, start, end, bbox))  # SQLite: an R*Tree
     if bbox is not None:
         min_lon, min_lat, max_lon, max_lat = bbox
         query = query.where(
