@@ -120,8 +120,9 @@ class VersionClock:
         return self._known
 
 
-def _pinned_by_known_at(query: list[tuple[str, str]]) -> bool:
+def _pinned_by_known_at(query_string: bytes) -> bool:
     """Whether the request asks for the record as it stood at a settled moment."""
+    query = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     values = [v for k, v in query if k == "known_at"]
     if len(values) != 1:
         return False
@@ -150,19 +151,21 @@ class HttpCache:
         ):
             await self.app(scope, receive, send)
             return
-        headers = {k.lower(): v for k, v in scope["headers"]}
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        headers = dict(scope["headers"])  # ASGI gives the names lower-cased
+        query_string: bytes = scope.get("query_string", b"")
         version = await self.clock.current()
+        # The query's parameters in a fixed order, as sent: the same question asked in
+        # another order is the same answer (two spellings of one value are two entries).
         request = "|".join(
             [
                 scope["path"],
-                repr(sorted(query)),
+                b"&".join(sorted(query_string.split(b"&"))).decode("latin-1"),
                 headers.get(b"accept", b"").decode("latin-1"),
                 "gzip" if b"gzip" in headers.get(b"accept-encoding", b"") else "",
             ]
         )
         keys = {"current": _key(f"v{version.version}|{request}")}
-        if _pinned_by_known_at(query):
+        if b"known_at" in query_string and _pinned_by_known_at(query_string):
             keys["pinned"] = _key(f"b{version.boundaries}|{request}")
         wanted = headers.get(b"if-none-match", b"").decode("latin-1")
         for kind, key in keys.items():

@@ -379,6 +379,8 @@ class SecurityHeaders:
     no-referrer``, the :class:`ContentSecurityPolicy` on HTML, and no ``Server`` header
     (uvicorn's own is switched off in :mod:`app.api.server`)."""
 
+    headers = ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
+
     def __init__(self, app: ASGIApp, csp: ContentSecurityPolicy) -> None:
         self.app = app
         self.csp = csp
@@ -390,13 +392,13 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                headers = MutableHeaders(scope=message)
-                del headers["server"]
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                if headers.get("content-type", "").startswith("text/html"):
-                    headers.setdefault("Content-Security-Policy", self.csp.header)
+                given = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
+                names = {k.lower(): v for k, v in given}
+                added = [h for h in self.headers if h[0] not in names]
+                html = names.get(b"content-type", b"").startswith(b"text/html")
+                if html and b"content-security-policy" not in names:
+                    added.append((b"content-security-policy", self.csp.header.encode()))
+                message = {**message, "headers": given + added}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

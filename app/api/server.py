@@ -52,6 +52,9 @@ _TOKEN = re.compile(re.escape(PREFIX) + r"[A-Za-z0-9_\-%]+")  # one of ours, whe
 
 def credential_parameters(query: str) -> list[str]:
     """The names of the credential parameters in a query string, as the app would read them."""
+    decoded = (unquote_plus(query) if "%" in query else query).lower()
+    if not any(name in decoded for name in CREDENTIAL_PARAMETERS):
+        return []  # no name can be one (most queries): not worth parsing
     names = (unquote_plus(part.partition("=")[0]) for part in query.split("&") if part)
     return sorted({name for name in names if name.lower() in CREDENTIAL_PARAMETERS})
 
