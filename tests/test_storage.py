@@ -856,6 +856,14 @@ def test_what_is_in_force_in_a_box_is_found_through_the_r_tree_on_sqlite(
         plan = [row[3] for row in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
     assert any("pieces_span VIRTUAL TABLE" in step for step in plan), plan
     assert not any("ix_pieces_paging" in step for step in plan), plan
+    statements.clear()
+    event.listen(repo.engine, "before_cursor_execute", remember)
+    try:  # a window of most of the history: read in the paging order, which stops early
+        with repo.db.read() as unit:
+            unit.pieces.everywhere(PieceFilter(), window=(start, at))
+    finally:
+        event.remove(repo.engine, "before_cursor_execute", remember)
+    assert not any("pieces_span" in s[0] for s in statements)
     assert sorted(with_spans) == sorted((1 + 200 * 30 + n, slugs[n]) for n in (3, 4, 5))
 
     with repo.engine.begin() as c:  # the same database, as an SQLite without R*Tree has it

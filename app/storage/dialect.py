@@ -198,6 +198,7 @@ def has_spatial_sql(c: Connection) -> bool:
 
 
 SPAN_EPOCH = dt.datetime(2000, 1, 1, 12, tzinfo=dt.UTC)  # julianday() 2451545, as 0012 counts
+SPAN_WINDOW = dt.timedelta(days=31)  # the longest window read through the R*Tree
 _spans = table(
     "pieces_span", *(column(n) for n in ("id", "t0", "t1", "lon0", "lon1", "lat0", "lat1"))
 )
@@ -214,8 +215,11 @@ def spans_meeting(
     box meets ``box``, found through the R*Tree of migration 0012 (a superset: the caller keeps
     the exact tests): without it, SQLite walks the paging index from the start of the history.
     PostgreSQL (the GiST indexes of the ranges and the polygons), or an SQLite without the
-    R*Tree module: nothing to add."""
-    if c.dialect.name != "sqlite" or (start is None and end is None and box is None):
+    R*Tree module: nothing to add. Only for a window of at most :data:`SPAN_WINDOW`: a longer
+    one (or none) is met by much of the history, which the paging index reads in order and
+    stops at the page's end, where the R*Tree's answer would be sorted whole first (items over
+    the whole history: 127 ms that way, 207 through the R*Tree)."""
+    if c.dialect.name != "sqlite" or start is None or end is None or end - start > SPAN_WINDOW:
         return []
     if c.engine not in _has_spans:
         found = c.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'pieces_span'")
@@ -226,11 +230,7 @@ def spans_meeting(
     def days(moment: dt.datetime) -> float:
         return (moment - SPAN_EPOCH).total_seconds() / 86400
 
-    meets: list[ColumnElement[bool]] = []
-    if end is not None:
-        meets.append(_spans.c.t0 <= days(end))
-    if start is not None:
-        meets.append(_spans.c.t1 >= days(start))
+    meets = [_spans.c.t0 <= days(end), _spans.c.t1 >= days(start)]
     if box is not None:
         min_lon, min_lat, max_lon, max_lat = box
         meets += [
