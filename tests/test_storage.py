@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -576,6 +578,21 @@ def test_after_a_bulk_write_the_planner_knows_how_large_the_tables_have_grown(
     assert _planner_rows(repo.engine, "pieces") == 30
 
 
+@contextmanager
+def _statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The statements (and their parameters) the engine runs within the block."""
+    statements: list[tuple[str, Any]] = []
+
+    def remember(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+
+
 def test_the_as_of_query_on_postgis_finds_the_pieces_in_force_by_their_range(
     postgis_empty_engine: Engine,
 ) -> None:
@@ -623,16 +640,8 @@ def test_the_as_of_query_on_postgis_finds_the_pieces_in_force_by_their_range(
         )
         c.execute(text("ANALYZE pieces; ANALYZE observations"))
     at = start + dt.timedelta(days=400, hours=12)
-    statements: list[tuple[str, Any]] = []
-
-    def remember(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        statements.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", remember)
-    try:
+    with _statements(engine) as statements:
         found = repo.in_force(slugs[0], at, PieceFilter())
-    finally:
-        event.remove(engine, "before_cursor_execute", remember)
     assert [(p.region, p.valid_from) for p in found] == [(slugs[0], start + dt.timedelta(400))]
     [(statement, parameters)] = [s for s in statements if "FROM pieces" in s[0]]
     with engine.connect() as c:
@@ -705,20 +714,12 @@ def test_polygons_by_key_are_found_by_key_on_sqlite(
     boxes = [box(35.2 + i * 0.01, 51.15, 35.25 + i * 0.01, 51.2) for i in range(30)]
     repo.add_observations([obs(f"2024-09-{i + 1:02d}", boxes[i]) for i in range(30)])
     repo.db.after_bulk_write()
-    statements: list[tuple[str, Any]] = []
-
-    def remember(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        statements.append((statement, parameters))
-
     with repo.db.read() as unit:
         found = unit.pieces.everywhere(PieceFilter())
         keys = [(p.observation_id, p.region) for p in found]
         assert len(keys) >= 30
-        event.listen(engine, "before_cursor_execute", remember)
-        try:
+        with _statements(engine) as statements:
             shapes = unit.pieces.geometries(keys[3:6])
-        finally:
-            event.remove(engine, "before_cursor_execute", remember)
         assert sorted(shapes) == sorted(keys[3:6])
         assert all(s is not None and not s.is_empty for s in shapes.values())
         [(statement, parameters)] = statements
@@ -836,33 +837,22 @@ def test_what_is_in_force_in_a_box_is_found_through_the_r_tree_on_sqlite(
     assert _spans_off_by(repo) == []
     at = start + dt.timedelta(days=200, hours=12)
     around = (25.1, 47.0, 27.2, 50.0)  # the boxes of the 4th, 5th and 6th regions
-    statements: list[tuple[str, Any]] = []
-
-    def remember(_c: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        statements.append((statement, parameters))
 
     def in_force_in_box(engine: Engine) -> list[tuple[int, str]]:
         with Database(engine).read() as unit:
             found = unit.pieces.everywhere(PieceFilter(), bbox=around, window=(at, at))
         return [(p.observation_id, p.region) for p in found]
 
-    event.listen(repo.engine, "before_cursor_execute", remember)
-    try:
+    with _statements(repo.engine) as statements:
         with_spans = in_force_in_box(repo.engine)
-    finally:
-        event.remove(repo.engine, "before_cursor_execute", remember)
     [(statement, parameters)] = [s for s in statements if "FROM pieces" in s[0]]
     with repo.engine.connect() as c:
         plan = [row[3] for row in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
     assert any("pieces_span VIRTUAL TABLE" in step for step in plan), plan
     assert not any("ix_pieces_paging" in step for step in plan), plan
-    statements.clear()
-    event.listen(repo.engine, "before_cursor_execute", remember)
-    try:  # a window of most of the history: read in the paging order, which stops early
-        with repo.db.read() as unit:
-            unit.pieces.everywhere(PieceFilter(), window=(start, at))
-    finally:
-        event.remove(repo.engine, "before_cursor_execute", remember)
+    # a window of most of the history: read in the paging order, which stops early
+    with _statements(repo.engine) as statements, repo.db.read() as unit:
+        unit.pieces.everywhere(PieceFilter(), window=(start, at))
     assert not any("pieces_span" in s[0] for s in statements)
     assert sorted(with_spans) == sorted((1 + 200 * 30 + n, slugs[n]) for n in (3, 4, 5))
 

@@ -122,6 +122,8 @@ class VersionClock:
 
 def _pinned_by_known_at(query_string: bytes) -> bool:
     """Whether the request asks for the record as it stood at a settled moment."""
+    if b"known_at" not in query_string:  # most requests: no need to parse the query
+        return False
     query = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     values = [v for k, v in query if k == "known_at"]
     if len(values) != 1:
@@ -165,7 +167,7 @@ class HttpCache:
             ]
         )
         keys = {"current": _key(f"v{version.version}|{request}")}
-        if b"known_at" in query_string and _pinned_by_known_at(query_string):
+        if _pinned_by_known_at(query_string):
             keys["pinned"] = _key(f"b{version.boundaries}|{request}")
         wanted = headers.get(b"if-none-match", b"").decode("latin-1")
         for kind, key in keys.items():
