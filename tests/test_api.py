@@ -442,13 +442,20 @@ def _commits_during(client: TestClient, engine: Engine, url: str) -> list[str]:
             else "elsewhere"
         )
 
-    event.listen(engine, "commit", committed)
+    _answer_listened(client, engine, url, "commit", committed)
+    return seen
+
+
+def _answer_listened(
+    client: TestClient, engine: Engine, url: str, name: str, listener: Any
+) -> None:
+    """GET ``url`` (not a server error) with ``listener`` on the engine's event ``name``."""
+    event.listen(engine, name, listener)
     try:
         answer = client.get(url)
     finally:
-        event.remove(engine, "commit", committed)
+        event.remove(engine, name, listener)
     assert answer.status_code < 500, answer.text
-    return seen
 
 
 def test_a_read_unit_ends_in_its_routes_thread_unless_the_answer_is_streamed(
@@ -466,6 +473,46 @@ def test_a_read_unit_ends_in_its_routes_thread_unless_the_answer_is_streamed(
     for _ in range(20):  # more than the pool holds: each unit gave its connection back
         assert _commits_during(client, seeded_engine, "/regions/nowhere/control") == []
     assert client.get("/regions/kursk/control").status_code == 200
+
+
+def _reads_during(client: TestClient, engine: Engine, url: str) -> list[tuple[str, bool]]:
+    """Each statement run while ``url`` was answered (the HTTP cache's reads of the data
+    version left out), and whether its connection was inside a transaction once it ran."""
+    seen: list[tuple[str, bool]] = []
+
+    def ran(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "data_version" in statement:
+            return
+        raw = connection.connection.dbapi_connection
+        if engine.dialect.name == "postgresql":
+            in_transaction = raw.info.transaction_status != raw.info.transaction_status.IDLE
+        else:
+            in_transaction = raw.in_transaction
+        seen.append((statement.split(None, 1)[0].upper(), in_transaction))
+
+    _answer_listened(client, engine, url, "after_cursor_execute", ran)
+    return seen
+
+
+def test_a_regions_control_is_read_in_one_statement(
+    client: TestClient, seeded_engine: Engine
+) -> None:
+    """The most asked question, a region's control at a moment, reads the region and its
+    pieces in one statement. On PostgreSQL that is the one round trip of the answer: a read
+    unit sends no BEGIN and no COMMIT (app.storage.dialect.read_options); on SQLite it reads
+    in one deferred transaction. A country reads its members and their pieces after it; an
+    unknown region is looked up once more for its 404, which says how many there are."""
+    postgres = seeded_engine.dialect.name == "postgresql"
+    url = "/regions/kursk/control?at="  # a new moment each time: not answered from memory
+    assert client.get(url + "2024-08-30").json()["features"]  # the statement built, as later
+    reads = _reads_during(client, seeded_engine, url + "2024-08-31")
+    assert reads == ([("SELECT", False)] if postgres else [("BEGIN", True), ("SELECT", True)])
+    country = _reads_during(client, seeded_engine, "/regions/russia/control?at=2024-08-31")
+    assert [kind for kind, _ in country if kind == "SELECT"] == ["SELECT"] * 3
+    assert all(in_transaction is not postgres for _, in_transaction in country)
+    unknown = client.get("/regions/nowhere/control?at=2024-08-31")
+    assert unknown.status_code == 404
+    assert "lists the 32 regions" in unknown.json()["detail"]
 
 
 def test_gzip_costs_little_cpu(client: TestClient) -> None:

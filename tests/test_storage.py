@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from sqlalchemy.pool import NullPool
 
 from app.domain import geometry as geo
 from app.domain import pieces as pieces_module
-from app.domain.errors import InvalidInput
+from app.domain.errors import InvalidInput, UnknownRegion
 from app.domain.model import Basis, Citation, NewObservation, Party, Source, SourceKind, Status
 from app.seed import load_regions, seed
 from app.storage.database import Database, upgrade
@@ -591,6 +592,51 @@ def _statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", remember)
+
+
+def test_a_region_with_its_pieces_in_force_in_one_statement_is_what_two_statements_give(
+    seeded_engine: Engine,
+) -> None:
+    """``Pieces.in_force_in`` (the region and its pieces at once) against ``Regions.get`` and
+    ``Pieces.in_force``, for every region and country of the seed, moments before, during and
+    after its timeline, with and without filters; an unknown region is ``UnknownRegion``."""
+    db = Database(seeded_engine)
+    moments = [dt.datetime(y, m, 1, tzinfo=dt.UTC) for y, m in [(2022, 1), (2024, 9), (2025, 5)]]
+    filters = [PieceFilter(), PieceFilter(parties=["UA"]), PieceFilter(statuses=["contested"])]
+    with db.read() as unit:
+        every = unit.regions.all(with_boundary=False, levels=("admin1", "country"))
+        found = 0
+        for region, at, flt in itertools.product(every, moments, filters):
+            got, pieces = unit.pieces.in_force_in(region.slug, at, flt)
+            assert got == region
+            expected = [] if region.is_country else unit.pieces.in_force(region.slug, at, flt)
+            assert pieces == expected
+            found += len(pieces)
+        assert found > 0
+        with pytest.raises(UnknownRegion):
+            unit.pieces.in_force_in("nowhere", moments[1], filters[0])
+
+
+def test_a_read_unit_sees_one_snapshot_on_sqlite_and_each_statement_afresh_on_postgresql(
+    empty_engine: Engine,
+) -> None:
+    """On SQLite a read unit is one transaction: what another unit commits meanwhile stays
+    unseen until it ends. On PostgreSQL a read unit runs without a transaction (no BEGIN, no
+    COMMIT: two round trips of every answer), each statement seeing what was committed when it
+    began, as it did under READ COMMITTED, the default it ran under before; where two facts
+    must agree they are read in one statement. Either way the writer does not wait."""
+    db = Database(empty_engine)
+    postgres = empty_engine.dialect.name == "postgresql"
+    for _ in range(3):
+        with db.read() as unit:
+            before = unit.data_version().version
+            with db.write():  # an empty write still bumps the version
+                pass
+            seen = unit.data_version().version
+        with db.read() as unit:
+            after = unit.data_version().version
+        assert after == before + 1
+        assert seen == (after if postgres else before)
 
 
 def test_the_as_of_query_on_postgis_finds_the_pieces_in_force_by_their_range(

@@ -145,6 +145,7 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._on_commit: list[Callable[[], None]] = []
+        self._read_options = dialect.read_options(engine)
         if not event.contains(engine, "before_cursor_execute", _refuse_cancelled):
             event.listen(engine, "before_cursor_execute", _refuse_cancelled)
 
@@ -167,7 +168,9 @@ class Database:
 
     @contextmanager
     def read(self, cancellation: Cancellation | None = None) -> Iterator[UnitOfWork]:
-        """A unit for reading: one transaction, so every read in it sees the same data. With a
+        """A unit for reading: on SQLite one transaction, so every read in it sees the same
+        data; on PostgreSQL each statement sees what was committed when it began (no
+        transaction: :func:`app.storage.dialect.read_options`). With a
         ``cancellation``, its ``cancel()`` stops the unit's work (it raises
         :class:`Cancelled`). The unit takes a connection from the pool at its first statement,
         in the thread that runs it, not when the block begins, and may be ended before the
@@ -180,7 +183,9 @@ class Database:
 
             def connect() -> Connection:
                 connection = opened.enter_context(self._engine.connect())
-                opened.enter_context(connection.begin())
+                if self._read_options:
+                    connection.execution_options(**self._read_options)
+                opened.enter_context(connection.begin())  # PostgreSQL: no BEGIN is sent
                 if cancellation is not None:
                     opened.enter_context(cancellation.guarding(connection))
                 return connection

@@ -6,6 +6,10 @@
   decision a write makes (is this record still current? was this key used?) and the write itself
   happen with no other writer in between. PostgreSQL writers run concurrently under READ
   COMMITTED and are ordered by row locks, advisory locks and unique indexes instead.
+- Read units: on SQLite one deferred transaction, one snapshot for all its statements; on
+  PostgreSQL no transaction at all (:func:`read_options`), each statement seeing what was
+  committed when it began, as it did under READ COMMITTED, without the round trips of
+  ``BEGIN`` and ``COMMIT``.
 - Row locks (``SELECT … FOR UPDATE``) and advisory locks exist on PostgreSQL only; on SQLite
   they are no-ops because the write lock is already held.
 - SQLite returns aggregates over timestamp columns as text.
@@ -78,6 +82,18 @@ def configure(engine: Engine) -> None:
     def _sqlite_begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(WRITE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def read_options(engine: Engine) -> dict[str, Any]:
+    """The execution options of a read unit's connection. On PostgreSQL, ``AUTOCOMMIT``: under
+    READ COMMITTED (the default, which read units ran under) a transaction gives a reader
+    nothing, every statement taking a snapshot of its own, but costs two round trips, ``BEGIN``
+    before the first statement and ``COMMIT`` after the last: half of the statements of an
+    as-of answer. What a reader needs to see as of one moment it reads in one statement (e.g.
+    the boundaries with their version, :attr:`app.storage.regions.Regions.boundaries`). The
+    pool gives the connection back to writers in a transaction again. SQLite: none (a deferred
+    ``BEGIN``, which costs no round trip and holds one snapshot for the whole unit)."""
+    return {"isolation_level": "AUTOCOMMIT"} if engine.dialect.name == "postgresql" else {}
 
 
 def ping_when_idle(engine: Engine, seconds: float) -> None:

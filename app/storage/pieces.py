@@ -15,18 +15,19 @@ from typing import Any, NamedTuple
 
 import shapely
 from shapely.geometry import MultiPolygon
-from sqlalchemy import Connection, Engine, bindparam, func, or_, select, tuple_
+from sqlalchemy import Connection, Engine, bindparam, func, or_, select, true, tuple_
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.util import find_tables
 
 from app.domain import asof
 from app.domain import geometry as geo
-from app.domain.model import Piece
+from app.domain.model import Piece, Region
 from app.storage import cql, dialect
 from app.storage.base import Part, chunks
 from app.storage.dialect import as_datetime
 from app.storage.observations import CITATION_COLUMNS, reader
+from app.storage.regions import selection as region_selection
 from app.storage.tables import observations, pieces, regions, sources
 
 NONE = "none"  # in filters: "no party" / "no account"
@@ -180,6 +181,28 @@ def _frozen(flt: PieceFilter) -> PieceFilter:
     )
 
 
+@lru_cache(maxsize=256)
+def _region_in_force_at(
+    engine: Engine, slug: str, flt: PieceFilter, with_geometry: bool
+) -> tuple[Select[Any], tuple[str, ...]]:
+    """The region ``slug`` (current, without its boundary) joined to the pieces of
+    :func:`_in_force_at`: a row a piece, or one with no piece; none for no such region. With
+    the labels of the region's columns, in :class:`Region`'s order."""
+    region = region_selection(with_boundary=False, known_at=None)
+    labels = tuple(f"region_{c.name}" for c in region.selected_columns)
+    region = region.with_only_columns(
+        *(c.label(label) for c, label in zip(region.selected_columns, labels, strict=True))
+    ).where(regions.c.slug == slug)
+    found = _in_force_at(engine, slug, flt, with_geometry).order_by(None).subquery("found")
+    asked = region.subquery("asked")
+    query = (
+        select(asked, found)
+        .select_from(asked.outerjoin(found, true()))
+        .order_by(*order(engine, found))
+    )
+    return query, labels
+
+
 class Pieces(Part):
     def selection(
         self,
@@ -227,6 +250,22 @@ class Pieces(Part):
             return chosen
         shapes = self.geometries([(p.observation_id, p.region) for p in chosen])
         return [replace(p, geometry=shapes.get((p.observation_id, p.region))) for p in chosen]
+
+    def in_force_in(
+        self, slug: str, at: dt.datetime, flt: PieceFilter, with_geometry: bool = True
+    ) -> tuple[Region, list[Piece]]:
+        """The region ``slug`` and its pieces in force at ``at`` (:meth:`in_force`), read in
+        one statement where the region and then its pieces took two: the most asked question
+        of all, answered in one round trip. A country comes with no pieces (they are its
+        members': :meth:`in_force` of those). ``UnknownRegion`` when there is none."""
+        query, labels = _region_in_force_at(self.c.engine, slug, _frozen(flt), with_geometry)
+        rows = self.c.execute(query, {AT.key: at}).mappings().all()
+        if not rows:
+            self.unit.regions.get(slug, with_boundary=False)  # raises UnknownRegion
+            raise AssertionError(f"region {slug!r} read in one statement and not in another")
+        region = Region(*(rows[0][label] for label in labels))
+        found = [piece_from_row(row) for row in rows if row["observation_id"] is not None]
+        return region, found
 
     def history(
         self,

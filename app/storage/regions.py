@@ -27,6 +27,25 @@ def bbox_values(geometry: Any) -> dict[str, float | None]:
     return dict(zip(keys, box or (None, None, None, None), strict=True))
 
 
+def selection(with_boundary: bool, known_at: dt.datetime | None) -> Select[Any]:
+    """:meth:`Regions.selection`: the columns of :class:`Region`, in its order."""
+    if known_at is None:
+        cols: list[Any] = [regions.c.area_km2, regions.c.boundary]
+        query = select(regions.c.slug)
+    else:
+        b = region_boundaries
+        cols = [b.c.area_km2, b.c.boundary]
+        query = (
+            select(regions.c.slug)
+            .join(b, b.c.region == regions.c.slug)
+            .where(b.c.recorded_at <= known_at)
+            .where(or_(b.c.replaced_at.is_(None), b.c.replaced_at > known_at))
+        )
+    names = [regions.c.name, regions.c.country, regions.c.country_code, cols[0]]
+    kinds = [regions.c.level, regions.c.parent]
+    return query.add_columns(*names, *kinds, *(cols[1:] if with_boundary else []))
+
+
 class Regions(Part):
     _boundaries: dict[str, MultiPolygon] | None = None
     _version: int | None = None
@@ -37,21 +56,7 @@ class Regions(Part):
 
     def selection(self, with_boundary: bool, known_at: dt.datetime | None) -> Select[Any]:
         """Regions with their current boundary, or (``known_at``) the boundary they had then."""
-        if known_at is None:
-            cols: list[Any] = [regions.c.area_km2, regions.c.boundary]
-            query = select(regions.c.slug)
-        else:
-            b = region_boundaries
-            cols = [b.c.area_km2, b.c.boundary]
-            query = (
-                select(regions.c.slug)
-                .join(b, b.c.region == regions.c.slug)
-                .where(b.c.recorded_at <= known_at)
-                .where(or_(b.c.replaced_at.is_(None), b.c.replaced_at > known_at))
-            )
-        names = [regions.c.name, regions.c.country, regions.c.country_code, cols[0]]
-        kinds = [regions.c.level, regions.c.parent]
-        return query.add_columns(*names, *kinds, *(cols[1:] if with_boundary else []))
+        return selection(with_boundary, known_at)
 
     def all(
         self,

@@ -133,11 +133,17 @@ def control(
     max_age: MaxAge = None,
 ) -> GeoJSON:
     known = known_moment(known_at)
-    region = unit.regions.get(slug, with_boundary=False, known_at=known)
     oldest = max_age_span(max_age)
     flt = piece_filter(unit, party, status, source, account)
-    where = unit.regions.members(slug) if region.is_country else region.slug
-    pieces = unit.pieces.in_force(where, moment_, flt, known_at=known)
+    if known is None:  # the region and its pieces in one statement
+        region, pieces = unit.pieces.in_force_in(slug, moment_, flt)
+    else:
+        region = unit.regions.get(slug, with_boundary=False, known_at=known)
+        pieces = (
+            [] if region.is_country else unit.pieces.in_force(slug, moment_, flt, known_at=known)
+        )
+    if region.is_country:  # its members' pieces
+        pieces = unit.pieces.in_force(unit.regions.members(slug), moment_, flt, known_at=known)
     pieces = [p for p in pieces if fresh(p.valid_from, moment_, oldest)]
     if region.is_country:
         features = [
