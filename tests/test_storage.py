@@ -7,8 +7,10 @@ import itertools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, box
@@ -597,9 +599,10 @@ def _statements(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
 def test_a_region_with_its_pieces_in_force_in_one_statement_is_what_two_statements_give(
     seeded_engine: Engine,
 ) -> None:
-    """``Pieces.in_force_in`` (the region and its pieces at once) against ``Regions.get`` and
-    ``Pieces.in_force``, for every region and country of the seed, moments before, during and
-    after its timeline, with and without filters; an unknown region is ``UnknownRegion``."""
+    """``Pieces.in_force_in`` (the region and its pieces at once, polygons as GeoJSON text)
+    against ``Regions.get`` and ``Pieces.in_force`` (shapely polygons), for every region and
+    country of the seed, moments before, during and after its timeline, with and without
+    filters; an unknown region is ``UnknownRegion``."""
     db = Database(seeded_engine)
     moments = [dt.datetime(y, m, 1, tzinfo=dt.UTC) for y, m in [(2022, 1), (2024, 9), (2025, 5)]]
     filters = [PieceFilter(), PieceFilter(parties=["UA"]), PieceFilter(statuses=["contested"])]
@@ -607,10 +610,14 @@ def test_a_region_with_its_pieces_in_force_in_one_statement_is_what_two_statemen
         every = unit.regions.all(with_boundary=False, levels=("admin1", "country"))
         found = 0
         for region, at, flt in itertools.product(every, moments, filters):
-            got, pieces = unit.pieces.in_force_in(region.slug, at, flt)
+            got, pieces, texts = unit.pieces.in_force_in(region.slug, at, flt)
             assert got == region
             expected = [] if region.is_country else unit.pieces.in_force(region.slug, at, flt)
-            assert pieces == expected
+            assert pieces == [replace(p, geometry=None) for p in expected]
+            # each polygon as the GeoJSON text that the shapely polygon gives
+            assert [orjson.loads(t) for t in texts] == [
+                orjson.loads(t) for t in geo.geojson_texts([p.geometry for p in expected])
+            ]
             found += len(pieces)
         assert found > 0
         with pytest.raises(UnknownRegion):

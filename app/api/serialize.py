@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import orjson
+
 from app.domain import geometry as geo
 from app.domain.asof import Change, Point, SeriesKey, Spread
 from app.domain.model import Piece, Region, Source
@@ -108,15 +110,18 @@ def piece_properties(piece: Piece) -> dict[str, Any]:
     return jsonable(piece_values(piece))
 
 
-def piece_feature(piece: Piece, at: dt.datetime | None = None) -> dict[str, Any]:
-    """A piece as a Feature; with ``at``, its ``age_days`` at that moment too."""
+def piece_feature(
+    piece: Piece, at: dt.datetime | None = None, geojson: str | bytes | None = None
+) -> dict[str, Any]:
+    """A piece as a Feature; with ``at``, its ``age_days`` at that moment too. Its polygon is
+    ``geojson`` where that text is given (as the database wrote it), else ``piece.geometry``."""
     properties = piece_properties(piece)
     if at is not None:
         properties["age_days"] = age_days(piece.valid_from, at)
     return {
         "type": "Feature",
         "id": piece.observation_id,
-        "geometry": geo.to_geojson(piece.geometry),
+        "geometry": geo.to_geojson(piece.geometry) if geojson is None else orjson.Fragment(geojson),
         "properties": properties,
     }
 

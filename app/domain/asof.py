@@ -49,8 +49,13 @@ def validity_until(ordered: Sequence[T]) -> list[dt.datetime | None]:
     return ends
 
 
+def chronological_key(item: Timed) -> tuple[dt.datetime, int]:
+    """The order of :func:`chronological`: by validity, then by observation."""
+    return (item.valid_from, item.observation_id)
+
+
 def chronological(items: Iterable[T]) -> list[T]:
-    return sorted(items, key=lambda item: (item.valid_from, item.observation_id))
+    return sorted(items, key=chronological_key)
 
 
 def in_force(items: Iterable[T], at: dt.datetime, key: Callable[[T], Hashable]) -> list[T]:

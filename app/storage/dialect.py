@@ -208,7 +208,7 @@ def as_datetime(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def has_spatial_sql(c: Connection) -> bool:
+def has_spatial_sql(c: Connection | Engine) -> bool:
     """Whether the database tests geometries itself (PostGIS); SQLite stores WKB only."""
     return c.dialect.name == "postgresql"
 
@@ -270,7 +270,7 @@ def intersects_box(
     return [column.op("&&")(envelope), func.ST_Intersects(column, envelope)]
 
 
-def geojson_or_wkb(c: Connection, column: Any, precision: int = 6) -> Any:
+def geojson_or_wkb(c: Connection | Engine, column: Any, precision: int = 6) -> Any:
     """A geometry column as the database can give it for GeoJSON out: PostGIS writes the
     geometry's GeoJSON text itself (``ST_AsGeoJSON``, exterior rings counter-clockwise as RFC
     7946 wants, coordinates to ``precision`` decimals); SQLite gives the stored WKB as bytes,

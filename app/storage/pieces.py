@@ -183,17 +183,23 @@ def _frozen(flt: PieceFilter) -> PieceFilter:
 
 @lru_cache(maxsize=256)
 def _region_in_force_at(
-    engine: Engine, slug: str, flt: PieceFilter, with_geometry: bool
+    engine: Engine, slug: str, flt: PieceFilter
 ) -> tuple[Select[Any], tuple[str, ...]]:
     """The region ``slug`` (current, without its boundary) joined to the pieces of
-    :func:`_in_force_at`: a row a piece, or one with no piece; none for no such region. With
-    the labels of the region's columns, in :class:`Region`'s order."""
+    :func:`_in_force_at`, each with its polygon as :func:`dialect.geojson_or_wkb` gives it
+    (``geojson``): a row a piece, or one with no piece; none for no such region. With the
+    labels of the region's columns, in :class:`Region`'s order."""
     region = region_selection(with_boundary=False, known_at=None)
     labels = tuple(f"region_{c.name}" for c in region.selected_columns)
     region = region.with_only_columns(
         *(c.label(label) for c, label in zip(region.selected_columns, labels, strict=True))
     ).where(regions.c.slug == slug)
-    found = _in_force_at(engine, slug, flt, with_geometry).order_by(None).subquery("found")
+    found = (
+        _in_force_at(engine, slug, flt, with_geometry=False)
+        .add_columns(dialect.geojson_or_wkb(engine, pieces.c.geometry).label("geojson"))
+        .order_by(None)
+        .subquery("found")
+    )
     asked = region.subquery("asked")
     query = (
         select(asked, found)
@@ -201,6 +207,14 @@ def _region_in_force_at(
         .order_by(*order(engine, found))
     )
     return query, labels
+
+
+def geojson_texts(c: Connection | Engine, values: Sequence[Any]) -> list[str | bytes]:
+    """The polygons :func:`dialect.geojson_or_wkb` read as GeoJSON texts (``null`` for none):
+    PostGIS wrote them; SQLite's WKB is encoded here, as PostGIS would."""
+    if dialect.has_spatial_sql(c):
+        return [b"null" if value is None else value for value in values]
+    return list(geo.geojson_texts(shapely.from_wkb(list(values))))
 
 
 class Pieces(Part):
@@ -251,21 +265,21 @@ class Pieces(Part):
         shapes = self.geometries([(p.observation_id, p.region) for p in chosen])
         return [replace(p, geometry=shapes.get((p.observation_id, p.region))) for p in chosen]
 
-    def in_force_in(
-        self, slug: str, at: dt.datetime, flt: PieceFilter, with_geometry: bool = True
-    ) -> tuple[Region, list[Piece]]:
+    def in_force_in(self, slug: str, at: dt.datetime, flt: PieceFilter) -> InForce:
         """The region ``slug`` and its pieces in force at ``at`` (:meth:`in_force`), read in
         one statement where the region and then its pieces took two: the most asked question
-        of all, answered in one round trip. A country comes with no pieces (they are its
-        members': :meth:`in_force` of those). ``UnknownRegion`` when there is none."""
-        query, labels = _region_in_force_at(self.c.engine, slug, _frozen(flt), with_geometry)
+        of all, answered in one round trip, with each piece's polygon as GeoJSON text (from
+        PostGIS itself) rather than a shapely object. A country comes with no pieces (they
+        are its members': :meth:`in_force` of those). ``UnknownRegion`` when there is none."""
+        query, labels = _region_in_force_at(self.c.engine, slug, _frozen(flt))
         rows = self.c.execute(query, {AT.key: at}).mappings().all()
         if not rows:
             self.unit.regions.get(slug, with_boundary=False)  # raises UnknownRegion
             raise AssertionError(f"region {slug!r} read in one statement and not in another")
         region = Region(*(rows[0][label] for label in labels))
-        found = [piece_from_row(row) for row in rows if row["observation_id"] is not None]
-        return region, found
+        rows = [row for row in rows if row["observation_id"] is not None]
+        texts = geojson_texts(self.c, [row["geojson"] for row in rows])
+        return InForce(region, [piece_from_row(row) for row in rows], texts)
 
     def history(
         self,
@@ -387,12 +401,7 @@ class Pieces(Part):
             .order_by(*self.order(keys))
         ).all()
         found = [piece_from_row(row._mapping) for row in rows]
-        if dialect.has_spatial_sql(self.c):
-            texts: list[str | bytes] = [
-                r.geojson if r.geojson is not None else b"null" for r in rows
-            ]
-        else:  # WKB: encoded here, as PostGIS would
-            texts = list(geo.geojson_texts(shapely.from_wkb([r.geojson for r in rows])))
+        texts = geojson_texts(self.c, [r.geojson for r in rows])
         if rows:
             matched = int(rows[0].matched)
         elif offset == 0:
@@ -466,6 +475,15 @@ class Pieces(Part):
             ).where(pieces.c.active.is_(True))
         ).one()
         return tuple(box), as_datetime(start), as_datetime(end), bool(open_count)
+
+
+class InForce(NamedTuple):
+    """A region and its pieces in force (without polygons), each one's polygon as GeoJSON
+    text (``null`` for none) in the same order."""
+
+    region: Region
+    pieces: list[Piece]
+    geojson: list[str | bytes]
 
 
 class Page(NamedTuple):

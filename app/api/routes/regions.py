@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -135,24 +136,31 @@ def control(
     known = known_moment(known_at)
     oldest = max_age_span(max_age)
     flt = piece_filter(unit, party, status, source, account)
-    if known is None:  # the region and its pieces in one statement
-        region, pieces = unit.pieces.in_force_in(slug, moment_, flt)
+    texts: Sequence[str | bytes | None]
+    if known is None:  # the region and its pieces in one statement, polygons as GeoJSON text
+        region, pieces, texts = unit.pieces.in_force_in(slug, moment_, flt)
     else:
         region = unit.regions.get(slug, with_boundary=False, known_at=known)
         pieces = (
             [] if region.is_country else unit.pieces.in_force(slug, moment_, flt, known_at=known)
         )
-    if region.is_country:  # its members' pieces
+        texts = [None] * len(pieces)  # their shapely polygons instead
+    if region.is_country:  # its members' pieces, summed
         pieces = unit.pieces.in_force(unit.regions.members(slug), moment_, flt, known_at=known)
-    pieces = [p for p in pieces if fresh(p.valid_from, moment_, oldest)]
-    if region.is_country:
+        pieces = [p for p in pieces if fresh(p.valid_from, moment_, oldest)]
         features = [
             out.total_feature(region.slug, party_code, total, moment_)
             for party_code, found in _by_party(pieces).items()
             for total in totals.totals_at(found, moment_, by_account=False).values()
         ]
     else:
-        features = [out.piece_feature(p, moment_) for p in asof.chronological(pieces)]
+        drawn = [
+            pair
+            for pair in zip(pieces, texts, strict=True)
+            if fresh(pair[0].valid_from, moment_, oldest)
+        ]
+        drawn.sort(key=lambda pair: asof.chronological_key(pair[0]))
+        features = [out.piece_feature(p, moment_, geojson) for p, geojson in drawn]
     members = {
         "region": region.slug,
         "at": isoformat(moment_),
