@@ -111,17 +111,18 @@ def piece_properties(piece: Piece) -> dict[str, Any]:
 
 
 def piece_feature(
-    piece: Piece, at: dt.datetime | None = None, geojson: str | bytes | None = None
+    piece: Piece, geojson: str | bytes, at: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """A piece as a Feature; with ``at``, its ``age_days`` at that moment too. Its polygon is
-    ``geojson`` where that text is given (as the database wrote it), else ``piece.geometry``."""
+    """A piece as a Feature, its polygon the GeoJSON text ``geojson`` (as the database or
+    :func:`app.domain.geometry.geojson_texts` wrote it); with ``at``, its ``age_days`` at that
+    moment too."""
     properties = piece_properties(piece)
     if at is not None:
         properties["age_days"] = age_days(piece.valid_from, at)
     return {
         "type": "Feature",
         "id": piece.observation_id,
-        "geometry": geo.to_geojson(piece.geometry) if geojson is None else orjson.Fragment(geojson),
+        "geometry": orjson.Fragment(geojson),
         "properties": properties,
     }
 

@@ -136,7 +136,7 @@ def control(
     known = known_moment(known_at)
     oldest = max_age_span(max_age)
     flt = piece_filter(unit, party, status, source, account)
-    texts: Sequence[str | bytes | None]
+    texts: Sequence[str | bytes]
     if known is None:  # the region and its pieces in one statement, polygons as GeoJSON text
         region, pieces, texts = unit.pieces.in_force_in(slug, moment_, flt)
     else:
@@ -144,7 +144,7 @@ def control(
         pieces = (
             [] if region.is_country else unit.pieces.in_force(slug, moment_, flt, known_at=known)
         )
-        texts = [None] * len(pieces)  # their shapely polygons instead
+        texts = geo.geojson_texts([p.geometry for p in pieces])  # the same text, from shapely
     if region.is_country:  # its members' pieces, summed
         pieces = unit.pieces.in_force(unit.regions.members(slug), moment_, flt, known_at=known)
         pieces = [p for p in pieces if fresh(p.valid_from, moment_, oldest)]
@@ -160,7 +160,7 @@ def control(
             if fresh(pair[0].valid_from, moment_, oldest)
         ]
         drawn.sort(key=lambda pair: asof.chronological_key(pair[0]))
-        features = [out.piece_feature(p, moment_, geojson) for p, geojson in drawn]
+        features = [out.piece_feature(p, geojson, moment_) for p, geojson in drawn]
     members = {
         "region": region.slug,
         "at": isoformat(moment_),
